@@ -1,0 +1,151 @@
+"""The real thing on a GPU: the engine, its profiles, every runner and the example script."""
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from scenario import (
+    ENGINE_PATH,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    PROFILES,
+    batch_range,
+    build_engine,
+    check_identity,
+    create_contexts,
+    load_engine,
+    random_images,
+    save_engine,
+)
+from tests.support import run_script
+
+pytestmark = pytest.mark.gpu
+
+EXPECTED_PROFILE_SHAPES = [
+    ((1, 3, 28, 28), (1, 3, 28, 28), (1, 3, 28, 28)),
+    ((1, 3, 28, 28), (4, 3, 28, 28), (32, 3, 28, 28)),
+    ((128, 3, 28, 28), (128, 3, 28, 28), (128, 3, 28, 28)),
+]
+# For each profile, a batch size just outside it.
+OUTSIDE = {"low latency": 2, "dynamic batching": 33, "offline": 64}
+
+
+def profile_shapes(engine):
+    return [
+        tuple(tuple(shape) for shape in engine.get_tensor_profile_shape(INPUT_NAME, index))
+        for index in range(engine.num_optimization_profiles)
+    ]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return build_engine()
+
+
+@pytest.fixture(scope="module")
+def runners(engine):
+    """One TrtRunner per profile, each over a context this module owns."""
+    from polygraphy.backend.trt import TrtRunner
+
+    contexts = create_contexts(engine, len(PROFILES))
+    return {
+        use_case: TrtRunner(context, optimization_profile=index)
+        for index, (use_case, context) in enumerate(zip(PROFILES, contexts, strict=True))
+    }
+
+
+def test_engine_has_exactly_the_three_profiles_of_the_table(engine):
+    assert profile_shapes(engine) == EXPECTED_PROFILE_SHAPES
+
+
+@pytest.mark.parametrize("use_case", list(PROFILES))
+def test_each_runner_returns_the_identity_for_every_batch_its_profile_allows(runners, use_case):
+    low, _, high = batch_range(PROFILES[use_case])
+    with runners[use_case] as runner:
+        for batch in range(low, high + 1):
+            images = random_images(batch, seed=batch)
+            check_identity(images, runner.infer({INPUT_NAME: images})[OUTPUT_NAME])
+
+
+@pytest.mark.parametrize("use_case", list(PROFILES))
+def test_a_batch_outside_the_profile_is_refused_and_the_runner_still_works(runners, use_case):
+    from polygraphy.exception import PolygraphyException
+
+    low, _, _ = batch_range(PROFILES[use_case])
+    with runners[use_case] as runner:
+        with pytest.raises(PolygraphyException):
+            runner.infer({INPUT_NAME: random_images(OUTSIDE[use_case])})
+        images = random_images(low, seed=7)
+        check_identity(images, runner.infer({INPUT_NAME: images})[OUTPUT_NAME])
+
+
+def test_a_runner_over_an_owned_context_keeps_the_profile_set_after_activation():
+    from polygraphy.backend.trt import TrtRunner
+
+    # A separate engine: the `runners` contexts hold this module's engine's profiles.
+    *_, context = create_contexts(build_engine(), len(PROFILES))
+    offline = TrtRunner(context)
+    with offline:
+        offline.set_profile(2)
+    with offline:
+        assert context.active_optimization_profile == 2
+        images = random_images(128)
+        check_identity(images, offline.infer({INPUT_NAME: images})[OUTPUT_NAME])
+
+
+def test_example_runs_every_use_case_and_logs_no_errors():
+    result = run_script("example.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in [
+        "low latency      (profile 0): batch 1: Y == X exactly",
+        "dynamic batching (profile 1): batch 1, 4, 13, 32: Y == X exactly",
+        "offline          (profile 2): batch 128: Y == X exactly",
+        "offline again    (profile 2, kept by its context): batch 128: Y == X exactly",
+    ]:
+        assert line in result.stdout.splitlines()
+    output = result.stdout + result.stderr
+    assert not re.search(r"^\[E\]|Error|Traceback", output, re.MULTILINE), output
+
+
+def test_saved_engine_loads_and_inspect_lists_the_three_profiles():
+    if not ENGINE_PATH.exists():
+        assert run_script("example.py").returncode == 0
+    assert profile_shapes(load_engine(ENGINE_PATH)) == EXPECTED_PROFILE_SHAPES
+
+    polygraphy = shutil.which("polygraphy", path=str(Path(sys.executable).parent))
+    polygraphy = polygraphy or shutil.which("polygraphy")
+    result = run_script(polygraphy, "inspect", "model", str(ENGINE_PATH))
+    assert result.returncode == 0, result.stderr
+    assert "---- 3 Profile(s)" in result.stdout
+    for index, (low, opt, high) in enumerate(EXPECTED_PROFILE_SHAPES):
+        assert f"- Profile: {index}" in result.stdout
+        assert f"min={low}, opt={opt}, max={high}" in result.stdout
+
+
+def test_an_interrupted_save_never_replaces_a_good_engine(engine, tmp_path, monkeypatch):
+    path = tmp_path / "dynamic_identity.engine"
+    save_engine(engine, path)
+    good = path.read_bytes()
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_engine(engine, path)
+    monkeypatch.undo()
+
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert profile_shapes(load_engine(path)) == EXPECTED_PROFILE_SHAPES
+
+
+def test_example_without_a_visible_gpu_says_so_without_a_traceback():
+    result = run_script("example.py", env={"CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 1
+    assert result.stderr.startswith("example.py: No CUDA GPU is visible"), result.stderr
+    assert "Traceback" not in result.stderr
