@@ -1,0 +1,426 @@
+"""
+Serves a batch of any size on the three-profile engine: each request goes to the profile that
+fits it best, a batch no profile covers is split into chunks that do, and every profile runs
+on an execution context of its own.
+
+    with Dispatcher(load_engine()) as dispatcher:
+        outputs = dispatcher.infer(images)      # images: float32 [batch, 3, 28, 28], batch >= 1
+
+The splitting rule: take the largest batch size that some profile accepts and that is no
+larger than what remains of the request, and repeat until nothing remains. With the scenario's
+profiles, 300 images run as 128 + 128 + 32 + 12. Each chunk then goes to the narrowest profile
+that accepts its size: batch 1 to low latency, 2..32 to dynamic batching, 128 to offline.
+
+Two execution paths sit behind the same interface:
+- "runner": a Polygraphy TrtRunner per context, as in example.py; simple, and slow per call.
+- "lean": per profile, device buffers at the profile's max shape, page-locked host staging
+  buffers, tensor addresses bound once and the input shape set only when it changes, one
+  stream; each chunk is a host-to-device copy, execute_async_v3, a device-to-host copy and one
+  synchronize. Where a profile's shape is static (min == max), that sequence is captured once
+  in a CUDA graph and replayed per request.
+
+Thread safety: several threads may call infer() at once. Each context serves one thread at a
+time, and different profiles run at the same time, each on its own stream.
+
+TensorRT and CUDA are imported when a Dispatcher is created; planning and request checks work
+without them.
+"""
+
+import ctypes
+import functools
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from scenario import DTYPE, IMAGE_SHAPE, INPUT_NAME, PROFILES, create_contexts
+
+log = logging.getLogger(__name__)
+
+PATHS = ("lean", "runner")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """An input or output tensor: its name, dtype, and the shape of one item of a batch."""
+
+    name: str
+    dtype: np.dtype
+    item_shape: tuple
+
+    def describe(self) -> str:
+        """'float32 [batch, 3, 28, 28]'"""
+        return f"{self.dtype} [batch, {', '.join(map(str, self.item_shape))}]"
+
+
+SCENARIO_INPUT = TensorSpec(INPUT_NAME, np.dtype(DTYPE), IMAGE_SHAPE)
+
+
+def engine_io(engine) -> tuple[TensorSpec, TensorSpec]:
+    """The engine's one input and one output, or ValueError saying why it has not those.
+    Both must have the batch as their first, dynamic, dimension."""
+    import tensorrt as trt
+
+    names = [engine.get_tensor_name(index) for index in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(
+            f"the dispatcher serves engines with one input and one output; this one has "
+            f"inputs {inputs} and outputs {outputs}"
+        )
+    specs = []
+    for name in (*inputs, *outputs):
+        batch, *item_shape = engine.get_tensor_shape(name)
+        if batch != -1 or -1 in item_shape:
+            raise ValueError(
+                f"tensor {name} has shape {tuple(engine.get_tensor_shape(name))}; the dispatcher "
+                "needs a dynamic batch as the first dimension and fixed ones after it"
+            )
+        dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+        specs.append(TensorSpec(name, dtype, tuple(item_shape)))
+    return specs[0], specs[1]
+
+
+def choose_profile(batch: int, ranges) -> int | None:
+    """The index of the narrowest (min, max) range that accepts `batch`; None if none does.
+    Ties go to the lower index."""
+    fitting = [
+        (high - low, index) for index, (low, high) in enumerate(ranges) if low <= batch <= high
+    ]
+    return min(fitting)[1] if fitting else None
+
+
+@functools.lru_cache(maxsize=1024)
+def plan_chunks(batch: int, ranges: tuple) -> tuple:
+    """Splits a batch into (profile index, start, size) chunks by the splitting rule above.
+
+    `ranges` holds each profile's (min, max) batch size, in profile-index order.
+    """
+    if batch < 1:
+        raise ValueError(f"a request needs at least one image, got batch {batch}")
+    chunks, start = [], 0
+    while start < batch:
+        remaining = batch - start
+        size = max((min(high, remaining) for low, high in ranges if low <= remaining), default=0)
+        if size == 0:
+            accepted = ", ".join(f"{low}..{high}" for low, high in ranges)
+            raise ValueError(
+                f"batch {batch} cannot be split into chunks the profiles accept: {remaining} "
+                f"images would remain, and the profiles accept batch sizes {accepted}"
+            )
+        chunks.append((choose_profile(size, ranges), start, size))
+        start += size
+    return tuple(chunks)
+
+
+def profile_batch_ranges(engine, input_name) -> tuple:
+    """Each profile's (min, max) batch size, as the engine reports it, in profile-index order."""
+    ranges = []
+    for index in range(engine.num_optimization_profiles):
+        low, _, high = engine.get_tensor_profile_shape(input_name, index)
+        ranges.append((int(low[0]), int(high[0])))
+    return tuple(ranges)
+
+
+def check_request(request, spec: TensorSpec = SCENARIO_INPUT) -> np.ndarray:
+    """Returns the batch of a request, an array or {input name: array}, or raises ValueError
+    saying what was expected. Nothing is converted: a wrong dtype is refused, not cast."""
+    if isinstance(request, Mapping):
+        unknown = sorted(set(request) - {spec.name})
+        if unknown or spec.name not in request:
+            raise ValueError(
+                f"unknown input name(s) {unknown or sorted(request)}; "
+                f"this model has one input, {spec.name!r}"
+            )
+        request = request[spec.name]
+    if not isinstance(request, np.ndarray):
+        raise ValueError(f"expected a NumPy array for {spec.name}, got {type(request).__name__}")
+    if request.dtype != spec.dtype:
+        raise ValueError(
+            f"{spec.name} must be {spec.describe()}, got dtype {request.dtype}; "
+            f"convert it first, e.g. images.astype(np.{spec.dtype})"
+        )
+    if request.ndim != 1 + len(spec.item_shape) or request.shape[1:] != spec.item_shape:
+        raise ValueError(f"{spec.name} must be {spec.describe()}, got shape {request.shape}")
+    if request.shape[0] < 1:
+        raise ValueError(f"a request needs at least one image, got batch {request.shape[0]}")
+    return request
+
+
+class Dispatcher:
+    """One execution context per profile of `engine`, serving requests of any batch size.
+
+    The engine needs one input and one output, each with the batch as its first dimension.
+    `use_cases` names its profiles, in index order (by default the scenario's, when the engine
+    has as many profiles, else "profile 0", "profile 1", ...). `path` is "lean" or "runner";
+    `cuda_graphs` applies to the lean path.
+    """
+
+    def __init__(self, engine, use_cases=None, path="lean", cuda_graphs=True):
+        if path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+        count = engine.num_optimization_profiles
+        if use_cases is None:
+            use_cases = (
+                PROFILES if count == len(PROFILES) else [f"profile {i}" for i in range(count)]
+            )
+        if len(use_cases) != count:
+            raise ValueError(
+                f"the engine has {count} profiles, but {len(use_cases)} use cases were named"
+            )
+        self.use_cases = list(use_cases)
+        self.engine = engine  # the contexts need it alive
+        self.input, self.output = engine_io(engine)
+        # The engine is the source of truth for what each profile accepts.
+        self.ranges = profile_batch_ranges(engine, self.input.name)
+        self._executors = []
+        try:
+            for index, context in enumerate(create_contexts(engine, count)):
+                if path == "runner":
+                    executor = RunnerExecutor(context, index, self.input, self.output)
+                else:
+                    executor = LeanExecutor(
+                        context, index, self.ranges[index], self.input, self.output, cuda_graphs
+                    )
+                self._executors.append(executor)
+        except BaseException:
+            self.close()
+            raise
+
+    def infer(self, request, out: np.ndarray | None = None) -> np.ndarray:
+        """Runs the request and returns its outputs in an array the caller owns, or in `out`
+        (an array of the output's dtype and shape for this batch) when given."""
+        batch = check_request(request, self.input)
+        shape = (len(batch), *self.output.item_shape)
+        if out is None:
+            out = np.empty(shape, self.output.dtype)
+        elif out.shape != shape or out.dtype != self.output.dtype:
+            raise ValueError(
+                f"out must be {self.output.dtype} {shape} for this request, "
+                f"got {out.dtype} {out.shape}"
+            )
+        for index, start, size in plan_chunks(len(batch), self.ranges):
+            stop = start + size
+            self._executors[index].run(batch[start:stop], out[start:stop])
+        return out
+
+    @property
+    def graph_use_cases(self) -> list:
+        """The use cases whose requests replay a CUDA graph."""
+        return [
+            use_case
+            for use_case, executor in zip(self.use_cases, self._executors, strict=True)
+            if getattr(executor, "uses_graph", False)
+        ]
+
+    def close(self) -> None:
+        """Frees every context, buffer, stream and graph. Safe to call more than once."""
+        while self._executors:
+            self._executors.pop().close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class RunnerExecutor:
+    """Runs chunks on one profile through a Polygraphy TrtRunner, activated for its lifetime."""
+
+    def __init__(self, context, profile_index, input_spec, output_spec):
+        from polygraphy.backend.trt import TrtRunner
+
+        self.lock = threading.Lock()
+        self._input, self._output = input_spec.name, output_spec.name
+        self._runner = TrtRunner(context, optimization_profile=profile_index)
+        self._runner.activate()
+
+    def run(self, batch, out):
+        with self.lock:
+            outputs = self._runner.infer({self._input: np.ascontiguousarray(batch)})
+            np.copyto(out, outputs[self._output])
+
+    def close(self):
+        with self.lock:
+            if self._runner is not None and self._runner.is_active:
+                self._runner.deactivate()
+            self._runner = None  # and with it, the context
+
+
+@functools.cache
+def cudart():
+    """CUDA's runtime API, through NVIDIA's cuda-bindings (imported on first use)."""
+    from cuda.bindings import runtime
+
+    return runtime
+
+
+def check_cuda(result, what):
+    """cuda-bindings calls return (error, *values): raises on an error, returns the values."""
+    error, *values = result
+    if error != cudart().cudaError_t.cudaSuccess:
+        raise RuntimeError(f"{what} failed: {error.name}")
+    return values[0] if len(values) == 1 else values
+
+
+class PinnedBuffer:
+    """`nbytes` of page-locked host memory. Copies between the GPU and page-locked memory run
+    asynchronously and at full speed; from ordinary (pageable) memory they do neither."""
+
+    def __init__(self, nbytes):
+        self.nbytes = nbytes
+        self.address = check_cuda(cudart().cudaMallocHost(nbytes), "cudaMallocHost")
+
+    def as_array(self, dtype, shape) -> np.ndarray:
+        memory = (ctypes.c_byte * self.nbytes).from_address(self.address)
+        return np.frombuffer(memory, dtype, count=int(np.prod(shape))).reshape(shape)
+
+    def free(self):
+        cudart().cudaFreeHost(self.address)
+
+
+class LeanExecutor:
+    """Runs chunks on one profile with preallocated buffers, one stream and, where the
+    profile's shape is static, a CUDA graph."""
+
+    def __init__(self, context, profile_index, batch_range, input_spec, output_spec, cuda_graphs):
+        rt = cudart()
+        self.lock = threading.Lock()
+        self._context = context
+        self._input, self._output = input_spec, output_spec
+        self._batch = None  # the input shape last set on the context
+        self._graph = self._graph_exec = self._stream = None
+        self._device, self._host = {}, {}
+        low, high = batch_range
+        try:
+            self._stream = check_cuda(
+                rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreate"
+            )
+            self._stream_handle = int(self._stream)
+            if not context.set_optimization_profile_async(profile_index, self._stream_handle):
+                raise RuntimeError(
+                    f"could not select optimization profile {profile_index}: TensorRT lets only "
+                    "one live execution context use a profile, and another one holds it"
+                )
+            for spec in (input_spec, output_spec):
+                # Page-locked staging on the host, and device memory for the profile's max
+                # shape, bound to the context once.
+                nbytes = high * int(np.prod(spec.item_shape)) * spec.dtype.itemsize
+                self._host[spec.name] = PinnedBuffer(nbytes)
+                self._device[spec.name] = check_cuda(rt.cudaMalloc(nbytes), "cudaMalloc")
+                if not context.set_tensor_address(spec.name, self._device[spec.name]):
+                    raise RuntimeError(f"could not bind tensor {spec.name}")
+            self._host_in, self._host_out = (
+                self._host[spec.name].as_array(spec.dtype, (high, *spec.item_shape))
+                for spec in (input_spec, output_spec)
+            )
+            if cuda_graphs and low == high:
+                self._capture_graph(high)
+        except BaseException:
+            self.close()
+            raise
+
+    def _enqueue(self, batch):
+        """Queues the copies and the inference for `batch` items on the stream."""
+        rt = cudart()
+        if batch != self._batch:
+            shape = (batch, *self._input.item_shape)
+            if not self._context.set_input_shape(self._input.name, shape):
+                raise RuntimeError(f"TensorRT refused input shape {shape}")
+            self._batch = batch
+        source, result = self._input.name, self._output.name
+        check_cuda(
+            rt.cudaMemcpyAsync(
+                self._device[source],
+                self._host[source].address,
+                self._host_in[:batch].nbytes,
+                rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                self._stream,
+            ),
+            "cudaMemcpyAsync",
+        )
+        if not self._context.execute_async_v3(self._stream_handle):
+            raise RuntimeError("TensorRT's execute_async_v3 failed; see its log above")
+        check_cuda(
+            rt.cudaMemcpyAsync(
+                self._host[result].address,
+                self._device[result],
+                self._host_out[:batch].nbytes,
+                rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                self._stream,
+            ),
+            "cudaMemcpyAsync",
+        )
+
+    def _capture_graph(self, batch):
+        """Captures the whole round trip for the profile's one batch size in a CUDA graph."""
+        rt = cudart()
+        # One plain run first: TensorRT sets up shape-dependent state on its first enqueue,
+        # and that work must not end up in the graph.
+        self._enqueue(batch)
+        check_cuda(rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+        # Thread-local capture: other threads may use CUDA meanwhile without breaking it.
+        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        try:
+            check_cuda(rt.cudaStreamBeginCapture(self._stream, mode), "cudaStreamBeginCapture")
+            try:
+                self._enqueue(batch)
+            finally:
+                self._graph = check_cuda(
+                    rt.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture"
+                )
+            self._graph_exec = check_cuda(
+                rt.cudaGraphInstantiate(self._graph, 0), "cudaGraphInstantiate"
+            )
+        except RuntimeError as error:
+            rt.cudaGetLastError()  # clear the failed capture's error, so the stream runs on
+            log.warning(
+                "CUDA graph capture failed (%s); running batch %d without a graph", error, batch
+            )
+            self._destroy_graph()
+
+    @property
+    def uses_graph(self) -> bool:
+        return self._graph_exec is not None
+
+    def run(self, batch, out):
+        rt = cudart()
+        size = len(batch)
+        with self.lock:
+            # Staging through page-locked memory also makes any input layout (views, strides)
+            # contiguous on the way.
+            np.copyto(self._host_in[:size], batch)
+            if self._graph_exec is not None:
+                check_cuda(rt.cudaGraphLaunch(self._graph_exec, self._stream), "cudaGraphLaunch")
+            else:
+                self._enqueue(size)
+            check_cuda(rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+            np.copyto(out, self._host_out[:size])
+
+    def _destroy_graph(self):
+        rt = cudart()
+        if self._graph_exec is not None:
+            rt.cudaGraphExecDestroy(self._graph_exec)
+        if self._graph is not None:
+            rt.cudaGraphDestroy(self._graph)
+        self._graph = self._graph_exec = None
+
+    def close(self):
+        """Frees the graph, buffers and stream, and lets go of the context."""
+        rt = cudart()
+        with self.lock:
+            if self._stream is not None:
+                rt.cudaStreamSynchronize(self._stream)
+            self._destroy_graph()
+            for address in self._device.values():
+                rt.cudaFree(address)
+            for buffer in self._host.values():
+                buffer.free()
+            if self._stream is not None:
+                rt.cudaStreamDestroy(self._stream)
+            self._stream, self._device, self._host = None, {}, {}
+            self._host_in = self._host_out = self._context = None

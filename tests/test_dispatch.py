@@ -1,0 +1,104 @@
+"""The dispatcher on a real GPU: every path exact for every batch, under threads, and refusals."""
+
+import random
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from dispatch import Dispatcher
+from scenario import build_engine, check_identity, random_images
+
+pytestmark = pytest.mark.gpu
+
+CONFIGURATIONS = {
+    "lean with CUDA graphs": {"path": "lean", "cuda_graphs": True},
+    "lean": {"path": "lean", "cuda_graphs": False},
+    "runner": {"path": "runner"},
+}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return build_engine()
+
+
+@pytest.fixture(params=list(CONFIGURATIONS))
+def dispatcher(engine, request):
+    # One dispatcher at a time: TensorRT lets only one live context hold each profile.
+    with Dispatcher(engine, **CONFIGURATIONS[request.param]) as dispatcher:
+        yield dispatcher
+
+
+def test_graphs_serve_the_static_profiles(engine):
+    with Dispatcher(engine, path="lean", cuda_graphs=True) as dispatcher:
+        assert dispatcher.graph_use_cases == ["low latency", "offline"]
+    with Dispatcher(engine, path="lean", cuda_graphs=False) as dispatcher:
+        assert dispatcher.graph_use_cases == []
+
+
+def test_identity_for_every_batch_from_1_to_300_and_a_few_large_ones(dispatcher):
+    for batch in [*range(1, 301), 513, 1000]:
+        images = random_images(batch, seed=batch)
+        check_identity(images, dispatcher.infer(images))
+
+
+def test_outputs_belong_to_the_caller(dispatcher):
+    first_images, second_images = random_images(128, seed=1), random_images(128, seed=2)
+    first = dispatcher.infer(first_images)
+    dispatcher.infer(second_images)
+    check_identity(first_images, first)  # not overwritten by the next request
+
+
+def test_out_receives_the_outputs_and_a_wrong_out_is_refused(dispatcher):
+    images = random_images(40)
+    out = np.empty_like(images)
+    assert dispatcher.infer({"X": images}, out=out) is out
+    check_identity(images, out)
+    with pytest.raises(ValueError, match=r"out must be float32 \(40, 3, 28, 28\)"):
+        dispatcher.infer(images, out=np.empty((39, 3, 28, 28), np.float32))
+
+
+def test_non_contiguous_requests_are_served_exactly(dispatcher):
+    base = random_images(256)
+    for view in (base[::2], base[:, ::-1], np.asfortranarray(base[:33])):
+        assert not view.flags.c_contiguous
+        check_identity(view, dispatcher.infer(view))
+
+
+def test_concurrent_requests_from_8_threads_are_all_exact(dispatcher):
+    def serve(thread):
+        rng = random.Random(thread)
+        for request in range(40):
+            images = random_images(rng.randint(1, 300), seed=thread * 1000 + request)
+            check_identity(images, dispatcher.infer(images))
+
+    with ThreadPoolExecutor(8) as pool:
+        for future in [pool.submit(serve, thread) for thread in range(8)]:
+            future.result()
+
+
+BAD_REQUESTS = [
+    np.zeros((0, 3, 28, 28), np.float32),
+    np.zeros((3, 28, 28), np.float32),
+    np.zeros((2, 3, 28, 27), np.float32),
+    np.zeros((2, 3, 28, 28), np.float16),
+    {"input": np.zeros((1, 3, 28, 28), np.float32)},
+]
+
+
+def test_refusals_raise_before_tensorrt_is_touched(dispatcher, capfd):
+    for bad in BAD_REQUESTS:
+        with pytest.raises(ValueError):
+            dispatcher.infer(bad)
+    # TensorRT logs an error for every shape it refuses; none may appear.
+    output = "".join(capfd.readouterr())
+    assert not re.search(r"\[E\]|Error", output), output
+    images = random_images(5)
+    check_identity(images, dispatcher.infer(images))
+
+
+def test_a_second_dispatcher_on_the_same_engine_is_refused_clearly(engine):
+    with Dispatcher(engine), pytest.raises(RuntimeError, match="another one holds it"):
+        Dispatcher(engine)

@@ -1,0 +1,113 @@
+"""The dispatcher's planning and request checks, which need no GPU."""
+
+import numpy as np
+import pytest
+
+from dispatch import check_request, choose_profile, plan_chunks
+from scenario import PROFILES, batch_range, random_images
+
+RANGES = tuple((low, high) for low, _, high in map(batch_range, PROFILES.values()))
+
+
+def test_ranges_of_the_scenario():
+    assert RANGES == ((1, 1), (1, 32), (128, 128))
+
+
+@pytest.mark.parametrize(
+    ("batch", "profile"), [(1, 0), (2, 1), (4, 1), (32, 1), (128, 2), (33, None), (64, None)]
+)
+def test_choose_profile_prefers_the_narrowest_range(batch, profile):
+    assert choose_profile(batch, RANGES) == profile
+
+
+@pytest.mark.parametrize(
+    ("batch", "sizes"),
+    [
+        (1, [1]),
+        (4, [4]),
+        (32, [32]),
+        (33, [32, 1]),
+        (100, [32, 32, 32, 4]),
+        (127, [32, 32, 32, 31]),
+        (128, [128]),
+        (129, [128, 1]),
+        (300, [128, 128, 32, 12]),
+    ],
+)
+def test_plan_examples(batch, sizes):
+    assert [size for _, _, size in plan_chunks(batch, RANGES)] == sizes
+
+
+def test_every_plan_from_1_to_1000_follows_the_rule():
+    for batch in range(1, 1001):
+        start = 0
+        for profile, chunk_start, size in plan_chunks(batch, RANGES):
+            low, high = RANGES[profile]
+            assert low <= size <= high, (batch, profile, size)
+            assert profile == choose_profile(size, RANGES)
+            # The rule: the largest size any profile accepts that fits in what remains.
+            remaining = batch - start
+            accepted = [s for lo, hi in RANGES for s in range(lo, hi + 1) if s <= remaining]
+            assert size == max(accepted), (batch, size)
+            assert chunk_start == start  # in order, no gap, no overlap
+            start += size
+        assert start == batch  # covers the batch exactly once
+
+
+@pytest.mark.parametrize("batch", [0, -1])
+def test_an_empty_batch_is_refused(batch):
+    with pytest.raises(ValueError, match=f"at least one image, got batch {batch}"):
+        plan_chunks(batch, RANGES)
+
+
+def test_a_batch_that_cannot_be_split_is_refused_with_the_ranges():
+    with pytest.raises(ValueError) as error:
+        plan_chunks(20, ((8, 16),))
+    assert str(error.value) == (
+        "batch 20 cannot be split into chunks the profiles accept: 4 images would remain, "
+        "and the profiles accept batch sizes 8..16"
+    )
+
+
+def test_check_request_accepts_an_array_or_a_feed_dict_and_converts_nothing():
+    images = random_images(3)
+    assert check_request(images) is images
+    assert check_request({"X": images}) is images
+    strided = random_images(6)[::2]
+    assert check_request(strided) is strided  # non-contiguous input is served, not refused
+
+
+EXPECTED = "float32 [batch, 3, 28, 28]"
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (np.zeros((0, 3, 28, 28), np.float32), "a request needs at least one image, got batch 0"),
+        (np.zeros((3, 28, 28), np.float32), f"X must be {EXPECTED}, got shape (3, 28, 28)"),
+        (
+            np.zeros((2, 3, 28, 28, 1), np.float32),
+            f"X must be {EXPECTED}, got shape (2, 3, 28, 28, 1)",
+        ),
+        (np.zeros((2, 1, 28, 28), np.float32), f"X must be {EXPECTED}, got shape (2, 1, 28, 28)"),
+        (np.zeros((2, 3, 32, 32), np.float32), f"X must be {EXPECTED}, got shape (2, 3, 32, 32)"),
+        (
+            np.zeros((2, 3, 28, 28), np.float64),
+            f"X must be {EXPECTED}, got dtype float64; "
+            "convert it first, e.g. images.astype(np.float32)",
+        ),
+        ([[0.0]], "expected a NumPy array for X, got list"),
+        (
+            {"input": np.zeros((1, 3, 28, 28), np.float32)},
+            "unknown input name(s) ['input']; this model has one input, 'X'",
+        ),
+        (
+            {"X": np.zeros((1, 3, 28, 28), np.float32), "Z": 0},
+            "unknown input name(s) ['Z']; this model has one input, 'X'",
+        ),
+    ],
+)
+def test_check_request_refuses_with_what_was_expected(request_, message):
+    with pytest.raises(ValueError) as error:
+        check_request(request_)
+    assert str(error.value) == message
