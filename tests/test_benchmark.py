@@ -1,0 +1,192 @@
+"""benchmark.py: arguments, model input discovery, statistics and reports (CPU), and a quick
+end-to-end run (GPU)."""
+
+import json
+import re
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import pytest
+
+import benchmark
+from dispatch import TensorSpec
+from tests.support import run_script
+
+
+def write_model(path, inputs):
+    """An ONNX model that adds one to each of the given (name, shape) float inputs."""
+    variables = [gs.Variable(name, dtype=np.float32, shape=shape) for name, shape in inputs]
+    outputs = [
+        gs.Variable(f"out{i}", dtype=np.float32, shape=v.shape) for i, v in enumerate(variables)
+    ]
+    nodes = [
+        gs.Node("Identity", inputs=[v], outputs=[o])
+        for v, o in zip(variables, outputs, strict=True)
+    ]
+    onnx.save(
+        gs.export_onnx(gs.Graph(nodes=nodes, inputs=variables, outputs=outputs, opset=17)), path
+    )
+    return path
+
+
+def test_discovers_the_scenario_models_input():
+    spec = benchmark.discover_input(benchmark.MODEL_PATH)
+    assert spec == TensorSpec("X", np.dtype(np.float32), (3, 28, 28))
+
+
+def test_discovers_another_models_input(tmp_path):
+    path = write_model(tmp_path / "m.onnx", [("tokens", ("n", 16, 8))])
+    assert benchmark.discover_input(path) == TensorSpec("tokens", np.dtype(np.float32), (16, 8))
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (
+            [("X", (1, 3, 28, 28))],
+            "has a fixed first dimension (1); benchmark.py needs a dynamic batch",
+        ),
+        ([("X", ("n", "h", 28))], "has dynamic dimensions after the batch (['n', 'h', 28])"),
+        (
+            [("A", ("n", 2)), ("B", ("n", 2))],
+            "has 2 inputs ['A', 'B']; benchmark.py needs a model with exactly one",
+        ),
+    ],
+)
+def test_refuses_models_it_cannot_benchmark(tmp_path, inputs, message):
+    path = write_model(tmp_path / "m.onnx", inputs)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        benchmark.discover_input(path)
+
+
+def test_scenario_profiles_for_another_input_keep_the_batch_ranges():
+    spec = TensorSpec("tokens", np.dtype(np.float32), (16, 8))
+    profiles = benchmark.scenario_profiles(spec)
+    assert list(profiles) == ["low latency", "dynamic batching", "offline"]
+    assert profiles["dynamic batching"]["tokens"].max == (32, 16, 8)
+    assert profiles["offline"]["tokens"].min == (128, 16, 8)
+
+
+def test_arguments_defaults_and_quick():
+    args = benchmark.parse_args([])
+    assert (args.rounds, args.reps, args.warmup) == (10, 200, 50)
+    assert args.narrow_vs_wide_batches == (1, 4, 16, 32, 128)
+    assert args.convenience_batches == (1, 4, 32, 128)
+    assert args.sections == benchmark.SECTIONS
+    quick = benchmark.parse_args(["--quick", "--batch-sizes", "2,8", "--sections", "memory"])
+    assert (quick.rounds, quick.reps, quick.warmup) == (3, 20, 5)
+    assert quick.narrow_vs_wide_batches == quick.convenience_batches == (2, 8)
+    assert quick.sections == ("memory",)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--batch-sizes", "1,x"], "not a comma-separated list of integers"),
+        (["--batch-sizes", "0,4"], "batch sizes must be 1 or more"),
+        (["--sections", "memory,speed"], "unknown section(s) ['speed']"),
+        (["--reps", "0"], "must be 1 or more"),
+    ],
+)
+def test_bad_arguments_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        benchmark.parse_args(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_summarize_gives_median_and_percentiles_in_microseconds():
+    stats = benchmark.summarize([1000 * i for i in range(1, 101)])  # 1..100 us
+    assert stats["median_us"] == pytest.approx(50.5)
+    assert stats["p90_us"] == pytest.approx(90.1)
+    assert stats["p99_us"] == pytest.approx(99.01)
+    assert stats["samples"] == 100
+
+
+def synthetic_results():
+    def stats(median):
+        return benchmark.summarize([median * 1000 + d for d in (-100, 0, 0, 100, 900)])
+
+    return {
+        "environment": {"summary": "Some GPU, TensorRT 9.9, 2026-11-24"},
+        "narrow_vs_wide": {
+            "by_batch": {
+                1: {"three narrow profiles": stats(20), "one wide profile (1..128)": stats(30)}
+            }
+        },
+        "shape_switching": {
+            "stats": {
+                "fixed batch 1": stats(20),
+                "fixed batch 32": stats(25),
+                "alternating": stats(50),
+            },
+            "baseline": "fixed batch 1",
+            "cost_per_switch_us": 2.5,
+        },
+        "profile_switching": {
+            "stats": {
+                "one context per profile": stats(80),
+                "one context, switching profiles": stats(120),
+            },
+            "baseline": "one context per profile",
+            "cost_per_switch_us": 20.0,
+            "ratio": 1.5,
+        },
+        "memory": {
+            "engine_measured_mib": 2.0,
+            "engine_reported_mib": None,
+            "plan_mib": 0.01,
+            "contexts_measured_mib": [0.0, 2.0, 0.0],
+            "context_reported_mib": 0.0,
+        },
+        "runner_activation": {
+            "stats": {"over an owned context": stats(100), "creating its own context": stats(400)},
+            "baseline": "over an owned context",
+        },
+        "convenience": {
+            "by_batch": {1: {"TrtRunner.infer": stats(1200), benchmark.BASELINE: stats(20)}},
+            "skipped_batches": [],
+            "notes": [],
+            "trtrunner_profile": [
+                {"function": "runner.py:1 infer", "us_per_infer": 500.0, "calls_per_infer": 1}
+            ],
+        },
+    }
+
+
+def test_report_shows_a_table_per_measurement_with_ratios():
+    text = benchmark.report(synthetic_results())
+    for title in [
+        "=== 1. Narrow vs wide profiles, batch 1",
+        "=== 2. Shape switching",
+        "=== 3. Low-latency and offline requests",
+        "=== 4. GPU memory",
+        "=== 5. TrtRunner activate + deactivate",
+        "=== 6. The cost of convenience, batch 1",
+        "=== Where TrtRunner.infer spends its time",
+    ]:
+        assert title in text
+    assert "1.50x" in text  # wide vs narrow
+    assert "60.00x" in text  # TrtRunner.infer vs the bare loop
+    assert "cost per shape switch: 2.5 us" in text
+    assert "cost per profile switch: 20.0 us" in text
+
+
+def test_results_round_trip_through_json():
+    results = synthetic_results()
+    assert json.loads(json.dumps(results, default=float))["profile_switching"]["ratio"] == 1.5
+
+
+@pytest.mark.gpu
+def test_quick_run_end_to_end_writes_every_section(tmp_path):
+    path = tmp_path / "quick.json"
+    result = run_script("benchmark.py", "--quick", "--json", str(path), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = json.loads(path.read_bytes())
+    assert set(benchmark.SECTIONS) <= set(results)
+    assert results["environment"]["tensorrt"]
+    for batch, stats in results["convenience"]["by_batch"].items():
+        assert int(batch) in benchmark.CONVENIENCE_BATCHES
+        assert all(s["median_us"] > 0 for s in stats.values())
+    assert "=== 6. The cost of convenience, batch 128" in result.stdout
