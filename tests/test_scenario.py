@@ -74,7 +74,7 @@ def test_check_identity_refuses_any_difference():
     images = random_images(2)
     check_identity(images, images.copy())
     changed = images.copy()
-    changed[1, 2, 27, 27] = np.nextafter(changed[1, 2, 27, 27], np.inf)
+    changed[1, 2, 27, 27] = np.nextafter(changed[1, 2, 27, 27], np.float32(np.inf))
     with pytest.raises(AssertionError):
         check_identity(images, changed)
     with pytest.raises(AssertionError):
