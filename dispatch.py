@@ -31,36 +31,19 @@ import functools
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
-from scenario import DTYPE, IMAGE_SHAPE, INPUT_NAME, PROFILES, create_contexts
+from scenario import MODEL_INPUT, PROFILES, TensorSpec, create_contexts
 
 log = logging.getLogger(__name__)
 
 PATHS = ("lean", "runner")
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """An input or output tensor: its name, dtype, and the shape of one item of a batch."""
-
-    name: str
-    dtype: np.dtype
-    item_shape: tuple
-
-    def describe(self) -> str:
-        """'float32 [batch, 3, 28, 28]'"""
-        return f"{self.dtype} [batch, {', '.join(map(str, self.item_shape))}]"
-
-
-SCENARIO_INPUT = TensorSpec(INPUT_NAME, np.dtype(DTYPE), IMAGE_SHAPE)
-
-
-def engine_io(engine) -> tuple[TensorSpec, TensorSpec]:
-    """The engine's one input and one output, or ValueError saying why it has not those.
-    Both must have the batch as their first, dynamic, dimension."""
+def engine_io(engine) -> tuple[TensorSpec, str, np.dtype]:
+    """The engine's one input, and its one output's name and dtype; ValueError if the engine
+    has other inputs or outputs, or an input dimension other than the batch varies."""
     import tensorrt as trt
 
     names = [engine.get_tensor_name(index) for index in range(engine.num_io_tensors)]
@@ -71,17 +54,34 @@ def engine_io(engine) -> tuple[TensorSpec, TensorSpec]:
             f"the dispatcher serves engines with one input and one output; this one has "
             f"inputs {inputs} and outputs {outputs}"
         )
-    specs = []
-    for name in (*inputs, *outputs):
-        batch, *item_shape = engine.get_tensor_shape(name)
-        if batch != -1 or -1 in item_shape:
-            raise ValueError(
-                f"tensor {name} has shape {tuple(engine.get_tensor_shape(name))}; the dispatcher "
-                "needs a dynamic batch as the first dimension and fixed ones after it"
-            )
-        dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-        specs.append(TensorSpec(name, dtype, tuple(item_shape)))
-    return specs[0], specs[1]
+    (name,), (output,) = inputs, outputs
+    shapes = [
+        tuple(shape)
+        for index in range(engine.num_optimization_profiles)
+        for shape in engine.get_tensor_profile_shape(name, index)
+    ]
+    if len({shape[1:] for shape in shapes}) != 1:
+        raise ValueError(
+            f"input {name} has profile shapes {shapes}; the dispatcher needs the batch as the "
+            "first dimension and the same fixed dimensions after it in every profile"
+        )
+    dtype = [np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in (name, output)]
+    return TensorSpec(name, dtype[0], shapes[0][1:]), output, dtype[1]
+
+
+def output_spec(context, input_spec, output_name, output_dtype, batch) -> TensorSpec:
+    """Sets the context's input shape for `batch` items and returns the output's spec, or
+    ValueError unless the output has that batch as its first dimension too."""
+    input_shape = (batch, *input_spec.item_shape)
+    if not context.set_input_shape(input_spec.name, input_shape):
+        raise RuntimeError(f"TensorRT refused input shape {input_shape}")
+    shape = tuple(context.get_tensor_shape(output_name))
+    if shape[0] != batch:
+        raise ValueError(
+            f"for input shape {input_shape}, output {output_name} has shape {shape}; the "
+            "dispatcher needs outputs whose first dimension is the batch"
+        )
+    return TensorSpec(output_name, output_dtype, shape[1:])
 
 
 def choose_profile(batch: int, ranges) -> int | None:
@@ -125,7 +125,7 @@ def profile_batch_ranges(engine, input_name) -> tuple:
     return tuple(ranges)
 
 
-def check_request(request, spec: TensorSpec = SCENARIO_INPUT) -> np.ndarray:
+def check_request(request, spec: TensorSpec = MODEL_INPUT) -> np.ndarray:
     """Returns the batch of a request, an array or {input name: array}, or raises ValueError
     saying what was expected. Nothing is converted: a wrong dtype is refused, not cast."""
     if isinstance(request, Mapping):
@@ -140,11 +140,11 @@ def check_request(request, spec: TensorSpec = SCENARIO_INPUT) -> np.ndarray:
         raise ValueError(f"expected a NumPy array for {spec.name}, got {type(request).__name__}")
     if request.dtype != spec.dtype:
         raise ValueError(
-            f"{spec.name} must be {spec.describe()}, got dtype {request.dtype}; "
+            f"expected {spec.describe()}, got dtype {request.dtype}; "
             f"convert it first, e.g. images.astype(np.{spec.dtype})"
         )
     if request.ndim != 1 + len(spec.item_shape) or request.shape[1:] != spec.item_shape:
-        raise ValueError(f"{spec.name} must be {spec.describe()}, got shape {request.shape}")
+        raise ValueError(f"expected {spec.describe()}, got shape {request.shape}")
     if request.shape[0] < 1:
         raise ValueError(f"a request needs at least one image, got batch {request.shape[0]}")
     return request
@@ -173,19 +173,31 @@ class Dispatcher:
             )
         self.use_cases = list(use_cases)
         self.engine = engine  # the contexts need it alive
-        self.input, self.output = engine_io(engine)
+        self.input, output_name, output_dtype = engine_io(engine)
         # The engine is the source of truth for what each profile accepts.
         self.ranges = profile_batch_ranges(engine, self.input.name)
         self._executors = []
         try:
             for index, context in enumerate(create_contexts(engine, count)):
                 if path == "runner":
-                    executor = RunnerExecutor(context, index, self.input, self.output)
+                    executor = RunnerExecutor(
+                        context, index, self.ranges[index], self.input, output_name, output_dtype
+                    )
                 else:
                     executor = LeanExecutor(
-                        context, index, self.ranges[index], self.input, self.output, cuda_graphs
+                        context,
+                        index,
+                        self.ranges[index],
+                        self.input,
+                        output_name,
+                        output_dtype,
+                        cuda_graphs,
                     )
                 self._executors.append(executor)
+            outputs = {executor.output for executor in self._executors}
+            if len(outputs) != 1:
+                raise ValueError(f"the output's shape differs between profiles: {outputs}")
+            (self.output,) = outputs
         except BaseException:
             self.close()
             raise
@@ -231,13 +243,14 @@ class Dispatcher:
 class RunnerExecutor:
     """Runs chunks on one profile through a Polygraphy TrtRunner, activated for its lifetime."""
 
-    def __init__(self, context, profile_index, input_spec, output_spec):
+    def __init__(self, context, profile_index, batch_range, input_spec, output_name, output_dtype):
         from polygraphy.backend.trt import TrtRunner
 
         self.lock = threading.Lock()
-        self._input, self._output = input_spec.name, output_spec.name
+        self._input, self._output = input_spec.name, output_name
         self._runner = TrtRunner(context, optimization_profile=profile_index)
         self._runner.activate()
+        self.output = output_spec(context, input_spec, output_name, output_dtype, batch_range[1])
 
     def run(self, batch, out):
         with self.lock:
@@ -287,12 +300,21 @@ class LeanExecutor:
     """Runs chunks on one profile with preallocated buffers, one stream and, where the
     profile's shape is static, a CUDA graph."""
 
-    def __init__(self, context, profile_index, batch_range, input_spec, output_spec, cuda_graphs):
+    def __init__(
+        self,
+        context,
+        profile_index,
+        batch_range,
+        input_spec,
+        output_name,
+        output_dtype,
+        cuda_graphs,
+    ):
         rt = cudart()
         self.lock = threading.Lock()
         self._context = context
-        self._input, self._output = input_spec, output_spec
-        self._batch = None  # the input shape last set on the context
+        self._input = input_spec
+        self._batch = None  # the batch of the input shape last set on the context
         self._graph = self._graph_exec = self._stream = None
         self._device, self._host = {}, {}
         low, high = batch_range
@@ -306,7 +328,9 @@ class LeanExecutor:
                     f"could not select optimization profile {profile_index}: TensorRT lets only "
                     "one live execution context use a profile, and another one holds it"
                 )
-            for spec in (input_spec, output_spec):
+            self.output = output_spec(context, input_spec, output_name, output_dtype, high)
+            self._batch = high
+            for spec in (input_spec, self.output):
                 # Page-locked staging on the host, and device memory for the profile's max
                 # shape, bound to the context once.
                 nbytes = high * int(np.prod(spec.item_shape)) * spec.dtype.itemsize
@@ -316,7 +340,7 @@ class LeanExecutor:
                     raise RuntimeError(f"could not bind tensor {spec.name}")
             self._host_in, self._host_out = (
                 self._host[spec.name].as_array(spec.dtype, (high, *spec.item_shape))
-                for spec in (input_spec, output_spec)
+                for spec in (input_spec, self.output)
             )
             if cuda_graphs and low == high:
                 self._capture_graph(high)
@@ -332,7 +356,7 @@ class LeanExecutor:
             if not self._context.set_input_shape(self._input.name, shape):
                 raise RuntimeError(f"TensorRT refused input shape {shape}")
             self._batch = batch
-        source, result = self._input.name, self._output.name
+        source, result = self._input.name, self.output.name
         check_cuda(
             rt.cudaMemcpyAsync(
                 self._device[source],

@@ -77,23 +77,23 @@ def test_check_request_accepts_an_array_or_a_feed_dict_and_converts_nothing():
     assert check_request(strided) is strided  # non-contiguous input is served, not refused
 
 
-EXPECTED = "float32 [batch, 3, 28, 28]"
+EXPECTED = "X float32 [batch, 3, 28, 28]"
 
 
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
         (np.zeros((0, 3, 28, 28), np.float32), "a request needs at least one image, got batch 0"),
-        (np.zeros((3, 28, 28), np.float32), f"X must be {EXPECTED}, got shape (3, 28, 28)"),
+        (np.zeros((3, 28, 28), np.float32), f"expected {EXPECTED}, got shape (3, 28, 28)"),
         (
             np.zeros((2, 3, 28, 28, 1), np.float32),
-            f"X must be {EXPECTED}, got shape (2, 3, 28, 28, 1)",
+            f"expected {EXPECTED}, got shape (2, 3, 28, 28, 1)",
         ),
-        (np.zeros((2, 1, 28, 28), np.float32), f"X must be {EXPECTED}, got shape (2, 1, 28, 28)"),
-        (np.zeros((2, 3, 32, 32), np.float32), f"X must be {EXPECTED}, got shape (2, 3, 32, 32)"),
+        (np.zeros((2, 1, 28, 28), np.float32), f"expected {EXPECTED}, got shape (2, 1, 28, 28)"),
+        (np.zeros((2, 3, 32, 32), np.float32), f"expected {EXPECTED}, got shape (2, 3, 32, 32)"),
         (
             np.zeros((2, 3, 28, 28), np.float64),
-            f"X must be {EXPECTED}, got dtype float64; "
+            f"expected {EXPECTED}, got dtype float64; "
             "convert it first, e.g. images.astype(np.float32)",
         ),
         ([[0.0]], "expected a NumPy array for X, got list"),
