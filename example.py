@@ -15,65 +15,66 @@ Writes dynamic_identity.engine; inspect it with: polygraphy inspect model dynami
 
 import argparse
 import sys
+from pathlib import Path
 
+from build_model import make_model
 from scenario import (
     ENGINE_PATH,
     INPUT_NAME,
     MODEL_PATH,
     OUTPUT_NAME,
     PROFILES,
-    GpuStackMissing,
-    build_engine,
     check_batch_fits,
     check_identity,
+    check_model_fits_profiles,
     create_contexts,
+    load_or_build_engine,
     random_images,
     require_gpu_stack,
-    save_engine,
+    write_atomically,
 )
 
 
-def infer_and_check(runner, use_case: str, batch_sizes) -> str:
-    """Runs each batch size through the runner, checks the identity exactly, and says so."""
-    for batch in batch_sizes:
-        # TensorRT refuses a shape outside the context's profile; checking first turns its
-        # error into one that names the ranges each profile accepts.
-        check_batch_fits(use_case, batch)
-        images = random_images(batch, seed=batch)
-        outputs = runner.infer({INPUT_NAME: images})
-        check_identity(images, outputs[OUTPUT_NAME])
-    sizes = ", ".join(str(batch) for batch in batch_sizes)
-    return f"batch {sizes}: {OUTPUT_NAME} == {INPUT_NAME} exactly"
-
-
-def main() -> int:
-    argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    ).parse_args()
+def main(argv=None) -> int:
+    args = parse_args(argv)
     try:
+        if args.model == MODEL_PATH and not MODEL_PATH.exists():
+            write_atomically(MODEL_PATH, make_model().SerializeToString())
+        # Checked first: a model that does not fit the profiles fails the same on any machine.
+        check_model_fits_profiles(args.model)
         require_gpu_stack()
-    except GpuStackMissing as missing:
-        for problem in str(missing).splitlines():
-            print(f"example.py: {problem}", file=sys.stderr)
+
+        # Plain log lines, without Polygraphy's notice about the optional 'colored' package.
+        from polygraphy.logger import G_LOGGER
+
+        G_LOGGER.colors = False
+
+        # Step 1: one engine holding all three profiles (PROFILES, the scenario table above).
+        # Building takes a while for a real model, so a saved engine is reused when it was
+        # built from the same model bytes and profiles, by this TensorRT, for this GPU model.
+        # Otherwise Polygraphy builds one, logging the profiles it configures, and it is saved
+        # (atomically, with a record of all that beside it) for the next run and for
+        # `polygraphy inspect model dynamic_identity.engine`.
+        engine, how = load_or_build_engine(args.model, args.engine, PROFILES, args.rebuild)
+        print(f"{how}; it has {engine.num_optimization_profiles} profiles")
+
+        serve_use_cases(engine)
+    except KeyboardInterrupt:
+        print("example.py: interrupted; saved files are whole, old or new", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.verbose:
+            raise
+        for line in str(error).splitlines():
+            print(f"example.py: {line}", file=sys.stderr)
         return 1
+    return 0
 
-    # TrtRunner is imported only now: everything above must work without TensorRT.
+
+def serve_use_cases(engine) -> None:
+    """One context and one TrtRunner per profile, and each use case served exactly."""
+    # TrtRunner is imported only now: everything before it works without TensorRT.
     from polygraphy.backend.trt import TrtRunner
-
-    if not MODEL_PATH.exists():
-        import build_model
-
-        build_model.main(["--output", str(MODEL_PATH)])
-
-    # Step 1: one engine holding all three profiles (PROFILES, the scenario table above).
-    # Polygraphy logs the profiles it configures, then how long the build took.
-    engine = build_engine(MODEL_PATH, PROFILES)
-
-    # Save it so that `polygraphy inspect model dynamic_identity.engine` can show the profiles.
-    # NOTE: save_engine() writes to a temporary file and renames it: an interrupted run never
-    # leaves a truncated engine behind.
-    save_engine(engine, ENGINE_PATH)
-    print(f"Saved {ENGINE_PATH.name} with {engine.num_optimization_profiles} profiles")
 
     # Step 2: one execution context per profile, owned by this script, each wrapped in a runner.
     #
@@ -113,7 +114,45 @@ def main() -> int:
     with offline:
         result = infer_and_check(offline, "offline", [128])
         print(f"offline again    (profile 2, kept by its context): {result}")
-    return 0
+
+
+def infer_and_check(runner, use_case: str, batch_sizes) -> str:
+    """Runs each batch size through the runner, checks the identity exactly, and says so."""
+    for batch in batch_sizes:
+        # TensorRT refuses a shape outside the context's profile; checking first turns its
+        # error into one that names the ranges each profile accepts.
+        check_batch_fits(use_case, batch)
+        images = random_images(batch, seed=batch)
+        outputs = runner.infer({INPUT_NAME: images})
+        check_identity(images, outputs[OUTPUT_NAME])
+    sizes = ", ".join(str(batch) for batch in batch_sizes)
+    return f"batch {sizes}: {OUTPUT_NAME} == {INPUT_NAME} exactly"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=MODEL_PATH,
+        help="ONNX model with input X float32 [batch, 3, 28, 28] (default: %(default)s, "
+        "written by build_model.py when missing)",
+    )
+    parser.add_argument(
+        "--engine",
+        type=Path,
+        default=ENGINE_PATH,
+        help="where to save the engine (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rebuild", action="store_true", help="build the engine even if the saved one fits"
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show a traceback when something fails"
+    )
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":

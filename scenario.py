@@ -6,8 +6,12 @@ TensorRT and CUDA are imported only inside the functions that need them, so this
 everything that needs no GPU, works on a machine without either.
 """
 
+import datetime
+import hashlib
+import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,8 @@ from polygraphy.backend.trt import Profile  # Polygraphy itself imports TensorRT
 HERE = Path(__file__).resolve().parent
 MODEL_PATH = HERE / "dynamic_identity.onnx"
 ENGINE_PATH = HERE / "dynamic_identity.engine"
+# Beside each saved engine, a record of what it was built from, by and for: see reuse_verdict().
+RECORD_SUFFIX = ".json"
 
 INPUT_NAME = "X"
 OUTPUT_NAME = "Y"
@@ -40,8 +46,28 @@ PROFILES = {
 }
 
 
+@dataclass(frozen=True)
+class TensorSpec:
+    """An input or output tensor: its name, dtype, and the shape of one item of a batch."""
+
+    name: str
+    dtype: np.dtype
+    item_shape: tuple
+
+    def describe(self) -> str:
+        """'X float32 [batch, 3, 28, 28]'"""
+        return f"{self.name} {self.dtype} [batch, {', '.join(map(str, self.item_shape))}]"
+
+
+MODEL_INPUT = TensorSpec(INPUT_NAME, np.dtype(DTYPE), IMAGE_SHAPE)
+
+
 class GpuStackMissing(RuntimeError):
     """TensorRT or a usable CUDA GPU is missing; the message says what and how to get it."""
+
+
+class EngineLoadError(RuntimeError):
+    """A saved engine could not be deserialized."""
 
 
 def batch_range(profile: Profile) -> tuple[int, int, int]:
@@ -82,6 +108,52 @@ def check_identity(inputs: np.ndarray, outputs: np.ndarray) -> None:
         )
 
 
+def read_model_input(model_path) -> TensorSpec:
+    """The one input of an ONNX model, whose first dimension must be a dynamic batch and the
+    others fixed; ValueError says what does not fit."""
+    import onnx
+
+    path = Path(model_path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an ONNX model")
+    if not path.is_file():
+        raise ValueError(f"no model at {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError and others: not ONNX, or cut short
+        raise ValueError(f"{path} is not an ONNX model, or is truncated ({error})") from error
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        names = [i.name for i in inputs]
+        raise ValueError(f"{path} has {len(inputs)} inputs {names}; one is needed")
+    (tensor,) = inputs
+    dims = tensor.type.tensor_type.shape.dim
+    if not dims or (dims[0].HasField("dim_value") and dims[0].dim_value > 0):
+        first = dims[0].dim_value if dims else "none"
+        raise ValueError(
+            f"input {tensor.name} of {path} has a fixed first dimension ({first}); a dynamic "
+            "batch dimension is needed there (export the model with a dynamic axis)"
+        )
+    if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims[1:]):
+        raise ValueError(
+            f"input {tensor.name} of {path} has dynamic dimensions after the batch "
+            f"({[d.dim_param or d.dim_value for d in dims]}); only the batch may be dynamic"
+        )
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.type.tensor_type.elem_type)
+    return TensorSpec(tensor.name, np.dtype(dtype), tuple(d.dim_value for d in dims[1:]))
+
+
+def check_model_fits_profiles(model_path) -> None:
+    """Raises ValueError unless the model's input is the one the profiles are written for."""
+    found = read_model_input(model_path)
+    if found != MODEL_INPUT:
+        raise ValueError(
+            f"{model_path} takes {found.describe()}, but the profiles are written for "
+            f"{MODEL_INPUT.describe()}"
+        )
+
+
 def require_gpu_stack() -> None:
     """Raises GpuStackMissing, saying what is missing and how to get it, unless TensorRT and a
     CUDA GPU are both usable."""
@@ -119,20 +191,126 @@ def build_engine(model_path=MODEL_PATH, profiles=PROFILES):
     return engine_from_network(network_from_onnx_path(str(model_path)), config=config)
 
 
-def save_engine(engine, path=ENGINE_PATH) -> None:
-    """Serializes the engine to `path` atomically: a good engine there is only ever replaced by
-    another complete one."""
+def sha256_of(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def gpu_name() -> str:
+    """The name of CUDA device 0, e.g. 'NVIDIA H100 80GB HBM3'."""
+    from cuda.bindings import runtime
+
+    error, properties = runtime.cudaGetDeviceProperties(0)
+    if error != runtime.cudaError_t.cudaSuccess:
+        raise RuntimeError(f"cudaGetDeviceProperties failed: {error.name}")
+    name = properties.name
+    return (name.decode() if isinstance(name, bytes) else str(name)).rstrip("\x00")
+
+
+def record_path(engine_path) -> Path:
+    return Path(f"{engine_path}{RECORD_SUFFIX}")
+
+
+def build_record(model_path, profiles=PROFILES) -> dict:
+    """What an engine built now would be built from (model bytes, profiles), by (TensorRT
+    version) and for (GPU model): an engine saved with the same record can be reused."""
+    import tensorrt as trt
+
+    return {
+        "model_sha256": sha256_of(model_path),
+        "profiles": {
+            use_case: {
+                name: {key: list(getattr(shapes, key)) for key in ("min", "opt", "max")}
+                for name, shapes in profile.items()
+            }
+            for use_case, profile in profiles.items()
+        },
+        "tensorrt": trt.__version__,
+        "gpu": gpu_name(),
+    }
+
+
+def reuse_verdict(engine_path, wanted: dict) -> str | None:
+    """None if the engine saved at `engine_path` was built with the `wanted` record, else the
+    reason to rebuild it, in words."""
+    engine_path, record = Path(engine_path), record_path(engine_path)
+    if not engine_path.is_file():
+        return f"there is no {engine_path.name} yet"
+    try:
+        saved = json.loads(record.read_text())
+    except FileNotFoundError:
+        return f"{record.name}, which says what the engine was built from, is missing"
+    except (OSError, ValueError):
+        return f"{record.name}, which says what the engine was built from, is unreadable"
+    checks = [
+        ("engine_sha256", sha256_of(engine_path), "the engine file is not the one saved with it"),
+        ("model_sha256", wanted["model_sha256"], "the model changed since the engine was built"),
+        ("profiles", wanted["profiles"], "the profiles changed since the engine was built"),
+        (
+            "tensorrt",
+            wanted["tensorrt"],
+            f"it was built by TensorRT {saved.get('tensorrt')}, this is {wanted['tensorrt']}",
+        ),
+        ("gpu", wanted["gpu"], f"it was built for {saved.get('gpu')}, this is {wanted['gpu']}"),
+    ]
+    for key, expected, reason in checks:
+        if saved.get(key) != expected:
+            return reason
+    return None
+
+
+def save_engine(engine, path, record: dict) -> None:
+    """Saves the engine and, beside it, its record. Each file is written atomically, the engine
+    first: an interrupted save leaves the previous pair, or a record whose engine_sha256 no
+    longer matches, so that the engine is rebuilt rather than trusted."""
     from polygraphy.backend.trt import bytes_from_engine
 
-    write_atomically(path, bytes_from_engine(engine))
+    data = bytes_from_engine(engine)
+    write_atomically(path, data)
+    built = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    record = {**record, "engine_sha256": hashlib.sha256(data).hexdigest(), "built": built}
+    write_atomically(record_path(path), (json.dumps(record, indent=2) + "\n").encode())
+
+
+def load_or_build_engine(model_path, engine_path, profiles=PROFILES, rebuild=False):
+    """Reuses the engine at `engine_path` if it was built from the same model and profiles by
+    this TensorRT for this GPU model; otherwise builds and saves one. Returns the engine and a
+    line that says which happened, and why."""
+    wanted = build_record(model_path, profiles)
+    reason = "a rebuild was asked for" if rebuild else reuse_verdict(engine_path, wanted)
+    if reason is None:
+        try:
+            engine = load_engine(engine_path)
+        except EngineLoadError as error:
+            reason = str(error)
+        else:
+            return engine, (
+                f"Reusing {Path(engine_path).name}: same model and profiles, "
+                f"TensorRT {wanted['tensorrt']}, {wanted['gpu']}"
+            )
+    engine = build_engine(model_path, profiles)
+    save_engine(engine, engine_path, wanted)
+    return engine, f"Built {Path(engine_path).name} because {reason}"
 
 
 def load_engine(path=ENGINE_PATH):
-    """Deserializes an engine that save_engine() wrote."""
-    from polygraphy.backend.common import bytes_from_path
+    """Deserializes an engine that save_engine() wrote, or raises EngineLoadError."""
+    import tensorrt as trt
     from polygraphy.backend.trt import engine_from_bytes
+    from polygraphy.exception import PolygraphyException
+    from polygraphy.logger import G_LOGGER
 
-    return engine_from_bytes(bytes_from_path(str(path)))
+    data = Path(path).read_bytes()
+    if not data:
+        raise EngineLoadError(f"{path} is empty")
+    try:
+        # TensorRT logs its reasons as errors; the exception below says what they mean.
+        with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
+            return engine_from_bytes(data)
+    except PolygraphyException:
+        raise EngineLoadError(
+            f"TensorRT {trt.__version__} could not deserialize {path}: it is corrupt or "
+            "truncated, or was built by another TensorRT version or for another GPU"
+        ) from None
 
 
 def create_contexts(engine, count: int) -> list:

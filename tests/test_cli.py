@@ -13,7 +13,7 @@ WITHOUT_TENSORRT = (
 )
 
 
-@pytest.mark.parametrize("script", ["example.py", "build_model.py"])
+@pytest.mark.parametrize("script", ["example.py", "build_model.py", "benchmark.py", "stress.py"])
 def test_help_works_without_tensorrt(script):
     result = run_script(script, "--help")
     assert result.returncode == 0, result.stderr

@@ -11,14 +11,17 @@ import pytest
 from scenario import (
     ENGINE_PATH,
     INPUT_NAME,
+    MODEL_PATH,
     OUTPUT_NAME,
     PROFILES,
     batch_range,
     build_engine,
+    build_record,
     check_identity,
     create_contexts,
     load_engine,
     random_images,
+    record_path,
     save_engine,
 )
 from tests.support import run_script
@@ -128,19 +131,20 @@ def test_saved_engine_loads_and_inspect_lists_the_three_profiles():
 
 def test_an_interrupted_save_never_replaces_a_good_engine(engine, tmp_path, monkeypatch):
     path = tmp_path / "dynamic_identity.engine"
-    save_engine(engine, path)
-    good = path.read_bytes()
+    record = build_record(MODEL_PATH)
+    save_engine(engine, path, record)
+    good, good_record = path.read_bytes(), record_path(path).read_bytes()
 
     def interrupted(fd):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        save_engine(engine, path)
+        save_engine(engine, path, record)
     monkeypatch.undo()
 
-    assert path.read_bytes() == good
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert (path.read_bytes(), record_path(path).read_bytes()) == (good, good_record)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, record_path(path).name]
     assert profile_shapes(load_engine(path)) == EXPECTED_PROFILE_SHAPES
 
 
