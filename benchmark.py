@@ -36,13 +36,21 @@ import numpy as np
 from dispatch import (
     Dispatcher,
     PinnedBuffer,
-    TensorSpec,
     check_cuda,
     choose_profile,
     cudart,
     profile_batch_ranges,
 )
-from scenario import MODEL_PATH, PROFILES, GpuStackMissing, batch_range, require_gpu_stack
+from scenario import (
+    MODEL_PATH,
+    PROFILES,
+    GpuStackMissing,
+    TensorSpec,
+    batch_range,
+    gpu_name,
+    read_model_input,
+    require_gpu_stack,
+)
 
 SECTIONS = (
     "narrow_vs_wide",
@@ -60,37 +68,6 @@ BASELINE = "bare loop, page-locked"
 
 # ---------------------------------------------------------------------------------------------
 # The model's input and the profiles for it (no GPU needed)
-
-
-def discover_input(model_path) -> TensorSpec:
-    """The model's one input, whose first dimension must be a dynamic batch and the others
-    fixed; ValueError says what does not fit."""
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise ValueError(
-            f"{model_path} has {len(inputs)} inputs {[i.name for i in inputs]}; "
-            "benchmark.py needs a model with exactly one"
-        )
-    (tensor,) = inputs
-    dims = tensor.type.tensor_type.shape.dim
-    if not dims or (dims[0].HasField("dim_value") and dims[0].dim_value > 0):
-        first = dims[0].dim_value if dims else "none"
-        raise ValueError(
-            f"input {tensor.name} of {model_path} has a fixed first dimension ({first}); "
-            "benchmark.py needs a dynamic batch dimension there (export with a dynamic axis)"
-        )
-    item_shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims[1:])
-    if any(size <= 0 for size in item_shape):
-        raise ValueError(
-            f"input {tensor.name} of {model_path} has dynamic dimensions after the batch "
-            f"({[d.dim_param or d.dim_value for d in dims]}); only the batch may be dynamic"
-        )
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.type.tensor_type.elem_type)
-    return TensorSpec(tensor.name, np.dtype(dtype), item_shape)
 
 
 def profile_for(spec: TensorSpec, low: int, opt: int, high: int):
@@ -586,6 +563,19 @@ def profile_calls(call, count) -> list:
     return rows
 
 
+def stage(request, loop, out):
+    """Copies a request into a bare loop's page-locked input buffer and its output buffer out:
+    the host-side work of a staged request, without the GPU."""
+    name = loop.spec.name
+    staged = (
+        np.ctypeslib.as_array((ctypes.c_byte * request.nbytes).from_address(loop.host[name]))
+        .view(request.dtype)
+        .reshape(request.shape)
+    )
+    np.copyto(staged, request)
+    np.copyto(out, staged)
+
+
 def measure_convenience(engines, settings, progress) -> dict:
     from polygraphy.backend.trt import TrtRunner
 
@@ -623,6 +613,11 @@ def measure_convenience(engines, settings, progress) -> dict:
                 variants["dispatcher, lean"] = partial(lean.infer, request)
                 variants["dispatcher, CUDA graphs"] = partial(graphs.infer, request)
                 variants["dispatcher, CUDA graphs, out="] = partial(graphs.infer, request, out=out)
+                # What the dispatcher adds to a bare loop at large batches: the host copies
+                # between the caller's arrays and the page-locked staging buffers.
+                variants["staging copies alone (no GPU)"] = partial(
+                    stage, request, pinned[index], out
+                )
             variants["bare loop, pageable"] = partial(pageable[index].run, batch)
             variants[BASELINE] = partial(pinned[index].run, batch)
             by_batch[batch] = interleave(variants, settings, progress, f"6. batch {batch}")
@@ -658,9 +653,7 @@ def environment() -> dict:
     import polygraphy
     import tensorrt as trt
 
-    props = check_cuda(cudart().cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
-    gpu = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-    gpu = gpu.rstrip("\x00")
+    gpu = gpu_name()
     try:
         driver = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", "0"],
@@ -784,12 +777,9 @@ def main(argv=None) -> int:
         )
         return 2
     try:
-        spec = discover_input(args.model)
-    except FileNotFoundError:
-        print(f"benchmark.py: no model at {args.model}", file=sys.stderr)
-        return 2
-    except Exception as error:  # onnx raises several kinds for a file that is not a model
-        print(f"benchmark.py: cannot use {args.model}: {error}", file=sys.stderr)
+        spec = read_model_input(args.model)
+    except ValueError as error:
+        print(f"benchmark.py: {error}", file=sys.stderr)
         return 2
     try:
         require_gpu_stack()
@@ -811,8 +801,10 @@ def main(argv=None) -> int:
         results[section] = MEASURE[section](engines, args, progress)
     progress.done()
 
-    print(f"{results['environment']['summary']}; {args.model.name}, input {spec.name} "
-          f"{spec.describe()}; {args.rounds} rounds x {args.reps} calls\n")  # fmt: skip
+    print(
+        f"{results['environment']['summary']}; {args.model.name}, input {spec.describe()}; "
+        f"{args.rounds} rounds x {args.reps} calls\n"
+    )
     print(report(results))
     write_atomically(args.json, json.dumps(results, indent=2, default=float).encode())
     print(f"Wrote {args.json}")

@@ -10,7 +10,7 @@ import onnx_graphsurgeon as gs
 import pytest
 
 import benchmark
-from dispatch import TensorSpec
+from scenario import TensorSpec, read_model_input
 from tests.support import run_script
 
 
@@ -31,13 +31,13 @@ def write_model(path, inputs):
 
 
 def test_discovers_the_scenario_models_input():
-    spec = benchmark.discover_input(benchmark.MODEL_PATH)
+    spec = read_model_input(benchmark.MODEL_PATH)
     assert spec == TensorSpec("X", np.dtype(np.float32), (3, 28, 28))
 
 
 def test_discovers_another_models_input(tmp_path):
     path = write_model(tmp_path / "m.onnx", [("tokens", ("n", 16, 8))])
-    assert benchmark.discover_input(path) == TensorSpec("tokens", np.dtype(np.float32), (16, 8))
+    assert read_model_input(path) == TensorSpec("tokens", np.dtype(np.float32), (16, 8))
 
 
 @pytest.mark.parametrize(
@@ -45,19 +45,19 @@ def test_discovers_another_models_input(tmp_path):
     [
         (
             [("X", (1, 3, 28, 28))],
-            "has a fixed first dimension (1); benchmark.py needs a dynamic batch",
+            "has a fixed first dimension (1); a dynamic batch dimension is needed there",
         ),
         ([("X", ("n", "h", 28))], "has dynamic dimensions after the batch (['n', 'h', 28])"),
         (
             [("A", ("n", 2)), ("B", ("n", 2))],
-            "has 2 inputs ['A', 'B']; benchmark.py needs a model with exactly one",
+            "has 2 inputs ['A', 'B']; one is needed",
         ),
     ],
 )
 def test_refuses_models_it_cannot_benchmark(tmp_path, inputs, message):
     path = write_model(tmp_path / "m.onnx", inputs)
     with pytest.raises(ValueError, match=re.escape(message)):
-        benchmark.discover_input(path)
+        read_model_input(path)
 
 
 def test_scenario_profiles_for_another_input_keep_the_batch_ranges():
