@@ -1,0 +1,137 @@
+"""Faults and load on a real GPU: bad engine files, engine reuse, and the stress run."""
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from scenario import (
+    MODEL_PATH,
+    PROFILES,
+    EngineLoadError,
+    build_engine,
+    build_record,
+    load_engine,
+    record_path,
+    reuse_verdict,
+    save_engine,
+)
+from tests.support import run_script
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return build_engine()
+
+
+@pytest.fixture(scope="module")
+def good_engine_bytes(engine, tmp_path_factory):
+    path = tmp_path_factory.mktemp("good") / "dynamic_identity.engine"
+    save_engine(engine, path, build_record(MODEL_PATH))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "truncated", "flipped bytes"])
+def test_a_damaged_engine_file_raises_engine_load_error(good_engine_bytes, tmp_path, damage):
+    data = {
+        "empty": b"",
+        "garbage": os.urandom(4096),
+        "truncated": good_engine_bytes[: len(good_engine_bytes) // 2],
+        "flipped bytes": good_engine_bytes[:64]
+        + bytes(b ^ 0xFF for b in good_engine_bytes[64:256])
+        + good_engine_bytes[256:],
+    }[damage]
+    path = tmp_path / "damaged.engine"
+    path.write_bytes(data)
+    with pytest.raises(EngineLoadError):
+        load_engine(path)
+
+
+def run_example(engine_path, *args):
+    result = run_script("example.py", "--engine", str(engine_path), *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "offline again    (profile 2, kept by its context)" in result.stdout
+    return result.stdout.splitlines()
+
+
+def test_example_reuses_its_engine_and_rebuilds_for_each_reason(tmp_path):
+    path = tmp_path / "dynamic_identity.engine"
+    first = run_example(path)
+    assert any(
+        line.startswith("Built dynamic_identity.engine because there is no") for line in first
+    )
+    assert any(line.startswith("Reusing dynamic_identity.engine: same model and profiles, TensorRT")
+               for line in run_example(path))  # fmt: skip
+
+    def rebuild_line(*args):
+        return next(
+            line for line in run_example(path, *args) if line.startswith(("Built", "Reusing"))
+        )
+
+    assert rebuild_line("--rebuild").startswith(
+        "Built dynamic_identity.engine because a rebuild was asked for"
+    )
+    record = json.loads(record_path(path).read_text())
+    record_path(path).write_text(json.dumps({**record, "tensorrt": "7.2.3"}))
+    assert "because it was built by TensorRT 7.2.3, this is" in rebuild_line()
+    record_path(path).write_text(
+        json.dumps({**json.loads(record_path(path).read_text()), "gpu": "Other GPU"})
+    )
+    assert "because it was built for Other GPU, this is" in rebuild_line()
+    path.write_bytes(path.read_bytes()[:1000])
+    assert rebuild_line().endswith(
+        "because the engine file is not the one saved with it; it has 3 profiles"
+    )
+    record_path(path).unlink()
+    assert "is missing" in rebuild_line()
+
+
+def test_an_engine_that_passes_its_record_but_does_not_load_is_rebuilt(tmp_path):
+    path = tmp_path / "dynamic_identity.engine"
+    run_example(path)
+    # As if another TensorRT wrote a file that its record vouches for.
+    path.write_bytes(os.urandom(4096))
+    record = json.loads(record_path(path).read_text())
+    record["engine_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    record_path(path).write_text(json.dumps(record))
+    line = next(line for line in run_example(path) if line.startswith(("Built", "Reusing")))
+    assert "could not deserialize" in line
+
+
+def test_an_interrupted_record_write_makes_the_engine_rebuilt_not_trusted(
+    engine, tmp_path, monkeypatch
+):
+    path = tmp_path / "dynamic_identity.engine"
+    wanted = build_record(MODEL_PATH)
+    save_engine(engine, path, wanted)
+    old_record = record_path(path).read_bytes()
+    other = build_engine(MODEL_PATH, dict(list(PROFILES.items())[:2]))  # a different engine
+
+    real_fsync, calls = os.fsync, []
+
+    def fsync_then_fail_the_second(fd):
+        calls.append(fd)
+        if len(calls) == 2:  # the record's write: the engine is in place, its record is not
+            raise KeyboardInterrupt
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_then_fail_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        save_engine(other, path, wanted)
+    monkeypatch.undo()
+    assert record_path(path).read_bytes() == old_record
+    assert reuse_verdict(path, wanted) == "the engine file is not the one saved with it"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, record_path(path).name]
+
+
+def test_stress_quick_serves_every_request_exactly_and_leaks_nothing(tmp_path):
+    out = tmp_path / "stress.json"
+    result = run_script("stress.py", "--quick", "--json", str(out), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["load"]["requests_served"] == 8 * 250
+    assert figures["load"]["errors"] == 0
+    assert result.stdout.count("PASS") == 5
