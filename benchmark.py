@@ -45,6 +45,7 @@ from scenario import (
     MODEL_PATH,
     PROFILES,
     GpuStackMissing,
+    Progress,
     TensorSpec,
     batch_range,
     gpu_name,
@@ -333,25 +334,6 @@ class BareLoop:
         rt.cudaStreamDestroy(self.stream)
 
 
-class Progress:
-    """One status line on stderr, rewritten in place on a terminal."""
-
-    def __init__(self):
-        self.start = time.monotonic()
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, text):
-        line = f"[{time.monotonic() - self.start:5.1f} s] {text}"
-        if self.tty:
-            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def done(self):
-        if self.tty:
-            print(file=sys.stderr)
-
-
 def interleave(variants: dict, settings, progress, label) -> dict:
     """Times each variant's calls, in rounds that rotate the order of the variants, and
     returns each one's statistics. Every call synchronizes before it returns."""
@@ -597,6 +579,8 @@ def measure_convenience(engines, settings, progress) -> dict:
         notes.append(f"dispatcher rows left out: {unsupported}")
     pageable = engines.bare_loops(engines.narrow, pinned=False)
     pinned = engines.bare_loops(engines.narrow, pinned=True)
+    largest = max(settings.convenience_batches) * int(np.prod(spec.item_shape))
+    staging_buffer = PinnedBuffer(largest * spec.dtype.itemsize)
     by_batch, skipped = {}, []
     try:
         for batch in settings.convenience_batches:
@@ -615,9 +599,8 @@ def measure_convenience(engines, settings, progress) -> dict:
                 variants["dispatcher, CUDA graphs, out="] = partial(graphs.infer, request, out=out)
                 # What the dispatcher adds to a bare loop at large batches: the host copies
                 # between the caller's arrays and the page-locked staging buffers.
-                variants["staging copies alone (no GPU)"] = partial(
-                    stage, request, pinned[index], out
-                )
+                staging = staging_buffer.as_array(spec.dtype, request.shape)
+                variants["staging copies alone (no GPU)"] = partial(stage, request, staging, out)
             variants["bare loop, pageable"] = partial(pageable[index].run, batch)
             variants[BASELINE] = partial(pinned[index].run, batch)
             by_batch[batch] = interleave(variants, settings, progress, f"6. batch {batch}")
@@ -630,6 +613,7 @@ def measure_convenience(engines, settings, progress) -> dict:
             runner.deactivate()
         for closable in [*dispatchers.values(), *pageable, *pinned]:
             closable.close()
+        staging_buffer.free()
     return {
         "by_batch": by_batch,
         "skipped_batches": skipped,

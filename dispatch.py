@@ -34,9 +34,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from scenario import MODEL_INPUT, PROFILES, TensorSpec, create_contexts
+from scenario import MODEL_INPUT, PROFILES, TensorSpec, create_contexts, deactivate_runner
 
 log = logging.getLogger(__name__)
+
+# The engines a Dispatcher serves now. TensorRT lets one live context hold each profile, and
+# TensorRT 8.6 crashes, rather than failing, when a context asks for a profile another holds.
+_engines_in_use = {}  # id(engine) -> engine, which keeps the id from being reused
+_engines_lock = threading.Lock()
 
 PATHS = ("lean", "runner")
 
@@ -128,7 +133,7 @@ def profile_batch_ranges(engine, input_name) -> tuple:
 def check_request(request, spec: TensorSpec = MODEL_INPUT) -> np.ndarray:
     """Returns the batch of a request, an array or {input name: array}, or raises ValueError
     saying what was expected. Nothing is converted: a wrong dtype is refused, not cast."""
-    if isinstance(request, Mapping):
+    if type(request) is not np.ndarray and isinstance(request, Mapping):
         unknown = sorted(set(request) - {spec.name})
         if unknown or spec.name not in request:
             raise ValueError(
@@ -172,8 +177,16 @@ class Dispatcher:
                 f"the engine has {count} profiles, but {len(use_cases)} use cases were named"
             )
         self.use_cases = list(use_cases)
-        self.engine = engine  # the contexts need it alive
         self.input, output_name, output_dtype = engine_io(engine)
+        with _engines_lock:
+            if id(engine) in _engines_in_use:
+                raise RuntimeError(
+                    "another Dispatcher serves this engine: its contexts hold every profile, "
+                    "and TensorRT lets one live context hold each; close it, or load the "
+                    "engine again for a second one"
+                )
+            _engines_in_use[id(engine)] = engine
+        self.engine = engine  # the contexts need it alive
         # The engine is the source of truth for what each profile accepts.
         self.ranges = profile_batch_ranges(engine, self.input.name)
         self._executors = []
@@ -214,7 +227,11 @@ class Dispatcher:
                 f"out must be {self.output.dtype} {shape} for this request, "
                 f"got {out.dtype} {out.shape}"
             )
-        for index, start, size in plan_chunks(len(batch), self.ranges):
+        chunks = plan_chunks(len(batch), self.ranges)
+        if len(chunks) == 1:  # the common case, without slicing
+            self._executors[chunks[0][0]].run(batch, out)
+            return out
+        for index, start, size in chunks:
             stop = start + size
             self._executors[index].run(batch[start:stop], out[start:stop])
         return out
@@ -232,6 +249,9 @@ class Dispatcher:
         """Frees every context, buffer, stream and graph. Safe to call more than once."""
         while self._executors:
             self._executors.pop().close()
+        with _engines_lock:
+            if _engines_in_use.get(id(self.engine)) is self.engine:
+                del _engines_in_use[id(self.engine)]
 
     def __enter__(self):
         return self
@@ -260,7 +280,7 @@ class RunnerExecutor:
     def close(self):
         with self.lock:
             if self._runner is not None and self._runner.is_active:
-                self._runner.deactivate()
+                deactivate_runner(self._runner)
             self._runner = None  # and with it, the context
 
 

@@ -10,7 +10,9 @@ import datetime
 import hashlib
 import json
 import os
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -325,6 +327,37 @@ def create_contexts(engine, count: int) -> list:
     if not all(contexts):
         raise RuntimeError("TensorRT could not create an execution context (out of GPU memory?)")
     return contexts
+
+
+def deactivate_runner(runner) -> None:
+    """Deactivates a TrtRunner and frees the device buffers its output allocator made.
+
+    Polygraphy (0.49 to 0.53) drops those buffers at deactivation without freeing them: every
+    activation that ran inference leaves its outputs' GPU memory behind (stress.py measures
+    it). Long-lived code that activates runners often should deactivate them through here."""
+    allocator = getattr(runner, "output_allocator", None)
+    for buffer in getattr(allocator, "buffers", {}).values():
+        buffer.free()
+    runner.deactivate()
+
+
+class Progress:
+    """One status line on stderr, rewritten in place on a terminal."""
+
+    def __init__(self):
+        self.start = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, text):
+        line = f"[{time.monotonic() - self.start:5.1f} s] {text}"
+        if self.tty:
+            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def done(self):
+        if self.tty:
+            print(file=sys.stderr)
 
 
 def write_atomically(path, data: bytes) -> None:

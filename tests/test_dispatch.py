@@ -100,5 +100,8 @@ def test_refusals_raise_before_tensorrt_is_touched(dispatcher, capfd):
 
 
 def test_a_second_dispatcher_on_the_same_engine_is_refused_clearly(engine):
-    with Dispatcher(engine), pytest.raises(RuntimeError, match="another one holds it"):
+    with (
+        Dispatcher(engine),
+        pytest.raises(RuntimeError, match="another Dispatcher serves this engine"),
+    ):
         Dispatcher(engine)
