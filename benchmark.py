@@ -545,17 +545,11 @@ def profile_calls(call, count) -> list:
     return rows
 
 
-def stage(request, loop, out):
-    """Copies a request into a bare loop's page-locked input buffer and its output buffer out:
-    the host-side work of a staged request, without the GPU."""
-    name = loop.spec.name
-    staged = (
-        np.ctypeslib.as_array((ctypes.c_byte * request.nbytes).from_address(loop.host[name]))
-        .view(request.dtype)
-        .reshape(request.shape)
-    )
-    np.copyto(staged, request)
-    np.copyto(out, staged)
+def stage(request, staging, out):
+    """The host-side work of a staged request, without the GPU: the request copied into
+    page-locked memory, and as many bytes copied out into the caller's array."""
+    np.copyto(staging, request)
+    np.copyto(out, staging)
 
 
 def measure_convenience(engines, settings, progress) -> dict:

@@ -173,6 +173,9 @@ def run_lifecycles(engine, args, progress) -> dict:
                 progress(f"lifecycle: {label} {done}/{count}")
         return (settled(device_memory_in_use) - before) / MIB
 
+    dispatchers_delta = device_growth(dispatcher_lifecycle, args.dispatchers, "dispatchers")
+
+    # Only now, with every dispatcher closed: this context takes profile 0.
     (context,) = create_contexts(engine, 1)
     runner, request = TrtRunner(context), requests[0]
 
@@ -183,9 +186,7 @@ def run_lifecycles(engine, args, progress) -> dict:
 
     return {
         "dispatchers": args.dispatchers,
-        "dispatchers_device_mib_delta": device_growth(
-            dispatcher_lifecycle, args.dispatchers, "dispatchers"
-        ),
+        "dispatchers_device_mib_delta": dispatchers_delta,
         "activations": args.activations,
         "activations_device_mib_delta": device_growth(
             lambda: runner_lifecycle(deactivate_runner), args.activations, "activations"

@@ -190,3 +190,10 @@ def test_quick_run_end_to_end_writes_every_section(tmp_path):
         assert int(batch) in benchmark.CONVENIENCE_BATCHES
         assert all(s["median_us"] > 0 for s in stats.values())
     assert "=== 6. The cost of convenience, batch 128" in result.stdout
+
+
+def test_stage_copies_the_request_in_and_out():
+    request = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    staging, out = np.empty_like(request), np.zeros_like(request)
+    benchmark.stage(request, staging, out)
+    assert np.array_equal(staging, request) and np.array_equal(out, request)
