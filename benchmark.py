@@ -49,6 +49,7 @@ from scenario import (
     TensorSpec,
     batch_range,
     gpu_name,
+    print_error,
     read_model_input,
     require_gpu_stack,
 )
@@ -147,26 +148,20 @@ def report(results: dict) -> str:
                     latency_rows(stats, "three narrow profiles"),
                 )
             )
-    if "shape_switching" in results:
-        section = results["shape_switching"]
-        out.append(
-            format_table(
-                "2. Shape switching inside the dynamic-batching profile",
-                LATENCY_HEADER,
-                latency_rows(section["stats"], section["baseline"]),
+    for key, title, what in [
+        ("shape_switching", "2. Shape switching inside the dynamic-batching profile", "shape"),
+        (
+            "profile_switching",
+            "3. Low-latency and offline requests, alternating (one pair per sample)",
+            "profile",
+        ),
+    ]:
+        if key in results:
+            section = results[key]
+            table = format_table(
+                title, LATENCY_HEADER, latency_rows(section["stats"], section["baseline"])
             )
-            + f"cost per shape switch: {section['cost_per_switch_us']:.1f} us\n"
-        )
-    if "profile_switching" in results:
-        section = results["profile_switching"]
-        out.append(
-            format_table(
-                "3. Low-latency and offline requests, alternating (one pair per sample)",
-                LATENCY_HEADER,
-                latency_rows(section["stats"], section["baseline"]),
-            )
-            + f"cost per profile switch: {section['cost_per_switch_us']:.1f} us\n"
-        )
+            out.append(table + f"cost per {what} switch: {section['cost_per_switch_us']:.1f} us\n")
     if "memory" in results:
         m = results["memory"]
         rows = [
@@ -749,21 +744,17 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
-        print(
-            "benchmark.py: --plot needs matplotlib: python3 -m pip install matplotlib",
-            file=sys.stderr,
-        )
+        print_error("benchmark.py", "--plot needs matplotlib: python3 -m pip install matplotlib")
         return 2
     try:
         spec = read_model_input(args.model)
     except ValueError as error:
-        print(f"benchmark.py: {error}", file=sys.stderr)
+        print_error("benchmark.py", error)
         return 2
     try:
         require_gpu_stack()
     except GpuStackMissing as missing:
-        for problem in str(missing).splitlines():
-            print(f"benchmark.py: {problem}", file=sys.stderr)
+        print_error("benchmark.py", missing)
         return 1
 
     progress = Progress()

@@ -155,6 +155,31 @@ def check_request(request, spec: TensorSpec = MODEL_INPUT) -> np.ndarray:
     return request
 
 
+def available_host_memory() -> int | None:
+    """Bytes of host memory available to allocate now (Linux's MemAvailable), or None where
+    the system does not say."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_outputs_fit(shape, dtype) -> None:
+    """Refuses a request whose outputs would not fit in the host memory available now: a
+    clear error beats an allocation that the system kills the process for."""
+    nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    available = available_host_memory()
+    if available is not None and nbytes > available:
+        raise MemoryError(
+            f"the outputs of a batch of {shape[0]} need {nbytes / 2**30:.1f} GiB of host "
+            f"memory, and {available / 2**30:.1f} GiB is available; send it in smaller requests"
+        )
+
+
 class Dispatcher:
     """One execution context per profile of `engine`, serving requests of any batch size.
 
@@ -221,6 +246,7 @@ class Dispatcher:
         batch = check_request(request, self.input)
         shape = (len(batch), *self.output.item_shape)
         if out is None:
+            check_outputs_fit(shape, self.output.dtype)
             out = np.empty(shape, self.output.dtype)
         elif out.shape != shape or out.dtype != self.output.dtype:
             raise ValueError(

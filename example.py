@@ -29,6 +29,7 @@ from scenario import (
     check_model_fits_profiles,
     create_contexts,
     load_or_build_engine,
+    print_error,
     random_images,
     require_gpu_stack,
     write_atomically,
@@ -60,13 +61,12 @@ def main(argv=None) -> int:
 
         serve_use_cases(engine)
     except KeyboardInterrupt:
-        print("example.py: interrupted; saved files are whole, old or new", file=sys.stderr)
+        print_error("example.py", "interrupted; saved files are whole, old or new")
         return 130
     except Exception as error:
         if args.verbose:
             raise
-        for line in str(error).splitlines():
-            print(f"example.py: {line}", file=sys.stderr)
+        print_error("example.py", error)
         return 1
     return 0
 

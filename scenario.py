@@ -341,6 +341,12 @@ def deactivate_runner(runner) -> None:
     runner.deactivate()
 
 
+def print_error(script: str, error) -> None:
+    """Prints an error for people on stderr: each of its lines after the script's name."""
+    for line in str(error).splitlines():
+        print(f"{script}: {line}", file=sys.stderr)
+
+
 class Progress:
     """One status line on stderr, rewritten in place on a terminal."""
 

@@ -40,6 +40,7 @@ from scenario import (
     create_contexts,
     deactivate_runner,
     load_or_build_engine,
+    print_error,
     random_images,
     require_gpu_stack,
     write_atomically,
@@ -277,8 +278,7 @@ def main(argv=None) -> int:
     try:
         require_gpu_stack()
     except GpuStackMissing as missing:
-        for problem in str(missing).splitlines():
-            print(f"stress.py: {problem}", file=sys.stderr)
+        print_error("stress.py", missing)
         return 1
     engine, how = load_or_build_engine(MODEL_PATH, ENGINE_PATH, PROFILES)
     print(how)

@@ -99,6 +99,14 @@ def test_refusals_raise_before_tensorrt_is_touched(dispatcher, capfd):
     check_identity(images, dispatcher.infer(images))
 
 
+def test_a_batch_too_large_for_host_memory_is_refused_before_tensorrt(dispatcher, capfd):
+    # Ten billion images, as a view of one: nothing that large is ever allocated.
+    huge = np.broadcast_to(random_images(1), (10**10, 3, 28, 28))
+    with pytest.raises(MemoryError, match="send it in smaller requests"):
+        dispatcher.infer(huge)
+    assert "[E]" not in "".join(capfd.readouterr())
+
+
 def test_a_second_dispatcher_on_the_same_engine_is_refused_clearly(engine):
     with (
         Dispatcher(engine),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dispatch import check_request, choose_profile, plan_chunks
+from dispatch import check_outputs_fit, check_request, choose_profile, plan_chunks
 from scenario import PROFILES, batch_range, random_images
 
 RANGES = tuple((low, high) for low, _, high in map(batch_range, PROFILES.values()))
@@ -111,3 +111,11 @@ def test_check_request_refuses_with_what_was_expected(request_, message):
     with pytest.raises(ValueError) as error:
         check_request(request_)
     assert str(error.value) == message
+
+
+def test_outputs_that_cannot_fit_in_host_memory_are_refused_clearly():
+    check_outputs_fit((1000, 3, 28, 28), np.float32)
+    with pytest.raises(MemoryError) as error:
+        check_outputs_fit((10**9, 3, 28, 28), np.float32)  # 8.6 TiB
+    assert str(error.value).startswith("the outputs of a batch of 1000000000 need 8761.9 GiB of host memory")
+    assert str(error.value).endswith("GiB is available; send it in smaller requests")
