@@ -168,10 +168,17 @@ def available_host_memory() -> int | None:
     return None
 
 
+# Outputs smaller than this are allocated without asking the system first: asking costs more
+# than a small request takes.
+CHECKED_OUTPUT_NBYTES = 256 * 2**20
+
+
 def check_outputs_fit(shape, dtype) -> None:
     """Refuses a request whose outputs would not fit in the host memory available now: a
     clear error beats an allocation that the system kills the process for."""
     nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    if nbytes < CHECKED_OUTPUT_NBYTES:
+        return
     available = available_host_memory()
     if available is not None and nbytes > available:
         raise MemoryError(

@@ -117,5 +117,7 @@ def test_outputs_that_cannot_fit_in_host_memory_are_refused_clearly():
     check_outputs_fit((1000, 3, 28, 28), np.float32)
     with pytest.raises(MemoryError) as error:
         check_outputs_fit((10**9, 3, 28, 28), np.float32)  # 8.6 TiB
-    assert str(error.value).startswith("the outputs of a batch of 1000000000 need 8761.9 GiB of host memory")
+    assert str(error.value).startswith(
+        "the outputs of a batch of 1000000000 need 8761.9 GiB of host memory"
+    )
     assert str(error.value).endswith("GiB is available; send it in smaller requests")
