@@ -37,6 +37,7 @@ from scenario import (
     PROFILES,
     GpuStackMissing,
     Progress,
+    check_identity,
     create_contexts,
     deactivate_runner,
     load_or_build_engine,
@@ -156,14 +157,10 @@ def run_lifecycles(engine, args, progress) -> dict:
 
     requests = [random_images(batch, seed=batch) for batch in (1, 77, 128)]
 
-    def check(output, request):
-        if not np.array_equal(output, request):
-            raise AssertionError(f"batch {len(request)} differs")
-
     def dispatcher_lifecycle():
         with Dispatcher(engine) as dispatcher:
             for request in requests:
-                check(dispatcher.infer(request), request)
+                check_identity(request, dispatcher.infer(request))
 
     def device_growth(lifecycle, count, label):
         lifecycle()  # the first one sets up what CUDA and TensorRT keep for the process
@@ -182,7 +179,7 @@ def run_lifecycles(engine, args, progress) -> dict:
 
     def runner_lifecycle(deactivate):
         runner.activate()
-        check(runner.infer({"X": request})["Y"], request)
+        check_identity(request, runner.infer({"X": request})["Y"])
         deactivate(runner)
 
     return {
