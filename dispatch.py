@@ -173,16 +173,15 @@ def available_host_memory() -> int | None:
 CHECKED_OUTPUT_NBYTES = 256 * 2**20
 
 
-def check_outputs_fit(shape, dtype) -> None:
-    """Refuses a request whose outputs would not fit in the host memory available now: a
-    clear error beats an allocation that the system kills the process for."""
-    nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+def check_outputs_fit(batch: int, nbytes: int) -> None:
+    """Refuses a request of `batch` items whose outputs, `nbytes` in all, would not fit in the
+    host memory available now: a clear error beats an allocation the system kills us for."""
     if nbytes < CHECKED_OUTPUT_NBYTES:
         return
     available = available_host_memory()
     if available is not None and nbytes > available:
         raise MemoryError(
-            f"the outputs of a batch of {shape[0]} need {nbytes / 2**30:.1f} GiB of host "
+            f"the outputs of a batch of {batch} need {nbytes / 2**30:.1f} GiB of host "
             f"memory, and {available / 2**30:.1f} GiB is available; send it in smaller requests"
         )
 
@@ -243,6 +242,9 @@ class Dispatcher:
             if len(outputs) != 1:
                 raise ValueError(f"the output's shape differs between profiles: {outputs}")
             (self.output,) = outputs
+            self._output_item_nbytes = self.output.dtype.itemsize * int(
+                np.prod(self.output.item_shape)
+            )
         except BaseException:
             self.close()
             raise
@@ -253,7 +255,7 @@ class Dispatcher:
         batch = check_request(request, self.input)
         shape = (len(batch), *self.output.item_shape)
         if out is None:
-            check_outputs_fit(shape, self.output.dtype)
+            check_outputs_fit(len(batch), len(batch) * self._output_item_nbytes)
             out = np.empty(shape, self.output.dtype)
         elif out.shape != shape or out.dtype != self.output.dtype:
             raise ValueError(
