@@ -285,7 +285,7 @@ class BareLoop:
         if not self.context.set_input_shape(self.spec.name, shape):
             raise RuntimeError(f"TensorRT refused input shape {shape}")
         self.batch = batch
-        self.nbytes = {self.spec.name: int(np.prod(shape)) * self.spec.dtype.itemsize}
+        self.nbytes = {self.spec.name: batch * self.spec.item_nbytes}
         for name, dtype in self.outputs.items():
             volume = int(np.prod(tuple(self.context.get_tensor_shape(name))))
             self.nbytes[name] = volume * dtype.itemsize
@@ -568,8 +568,7 @@ def measure_convenience(engines, settings, progress) -> dict:
         notes.append(f"dispatcher rows left out: {unsupported}")
     pageable = engines.bare_loops(engines.narrow, pinned=False)
     pinned = engines.bare_loops(engines.narrow, pinned=True)
-    largest = max(settings.convenience_batches) * int(np.prod(spec.item_shape))
-    staging_buffer = PinnedBuffer(largest * spec.dtype.itemsize)
+    staging_buffer = PinnedBuffer(max(settings.convenience_batches) * spec.item_nbytes)
     by_batch, skipped = {}, []
     try:
         for batch in settings.convenience_batches:

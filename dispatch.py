@@ -209,6 +209,8 @@ class Dispatcher:
             )
         self.use_cases = list(use_cases)
         self.input, output_name, output_dtype = engine_io(engine)
+        # The engine is the source of truth for what each profile accepts.
+        self.ranges = profile_batch_ranges(engine, self.input.name)
         with _engines_lock:
             if id(engine) in _engines_in_use:
                 raise RuntimeError(
@@ -218,8 +220,6 @@ class Dispatcher:
                 )
             _engines_in_use[id(engine)] = engine
         self.engine = engine  # the contexts need it alive
-        # The engine is the source of truth for what each profile accepts.
-        self.ranges = profile_batch_ranges(engine, self.input.name)
         self._executors = []
         try:
             for index, context in enumerate(create_contexts(engine, count)):
@@ -242,9 +242,6 @@ class Dispatcher:
             if len(outputs) != 1:
                 raise ValueError(f"the output's shape differs between profiles: {outputs}")
             (self.output,) = outputs
-            self._output_item_nbytes = self.output.dtype.itemsize * int(
-                np.prod(self.output.item_shape)
-            )
         except BaseException:
             self.close()
             raise
@@ -255,7 +252,7 @@ class Dispatcher:
         batch = check_request(request, self.input)
         shape = (len(batch), *self.output.item_shape)
         if out is None:
-            check_outputs_fit(len(batch), len(batch) * self._output_item_nbytes)
+            check_outputs_fit(len(batch), len(batch) * self.output.item_nbytes)
             out = np.empty(shape, self.output.dtype)
         elif out.shape != shape or out.dtype != self.output.dtype:
             raise ValueError(
@@ -388,7 +385,7 @@ class LeanExecutor:
             for spec in (input_spec, self.output):
                 # Page-locked staging on the host, and device memory for the profile's max
                 # shape, bound to the context once.
-                nbytes = high * int(np.prod(spec.item_shape)) * spec.dtype.itemsize
+                nbytes = high * spec.item_nbytes
                 self._host[spec.name] = PinnedBuffer(nbytes)
                 self._device[spec.name] = check_cuda(rt.cudaMalloc(nbytes), "cudaMalloc")
                 if not context.set_tensor_address(spec.name, self._device[spec.name]):

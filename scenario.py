@@ -9,6 +9,7 @@ everything that needs no GPU, works on a machine without either.
 import datetime
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -55,6 +56,11 @@ class TensorSpec:
     name: str
     dtype: np.dtype
     item_shape: tuple
+
+    @property
+    def item_nbytes(self) -> int:
+        """Bytes per item of a batch."""
+        return math.prod(self.item_shape) * self.dtype.itemsize  # math.prod: cheap per request
 
     def describe(self) -> str:
         """'X float32 [batch, 3, 28, 28]'"""

@@ -52,6 +52,10 @@ def test_a_model_whose_input_does_not_fit_the_profiles_is_refused(tmp_path, kwar
     )
 
 
+def test_item_nbytes_is_the_size_of_one_image():
+    assert MODEL_INPUT.item_nbytes == 3 * 28 * 28 * 4
+
+
 def test_another_models_input_is_read(tmp_path):
     path = write_identity_model(tmp_path / "m.onnx", name="tokens", shape=("n", 16, 8))
     assert read_model_input(path) == TensorSpec("tokens", np.dtype(np.float32), (16, 8))
