@@ -20,8 +20,8 @@ alternating rounds, so that drift in the machine's speed affects them alike.
 
 import argparse
 import cProfile
-import ctypes
 import datetime
+import importlib.util
 import json
 import platform
 import pstats
@@ -33,26 +33,22 @@ from pathlib import Path
 
 import numpy as np
 
-from dispatch import (
-    Dispatcher,
+from build_model import ensure_model
+from dynamic_shapes import cli
+from dynamic_shapes.dispatch import Dispatcher, choose_profile
+from dynamic_shapes.engines import batch_ranges, build_engine, create_contexts, deactivate_runner
+from dynamic_shapes.files import write_atomically
+from dynamic_shapes.gpu import (
     PinnedBuffer,
     check_cuda,
-    choose_profile,
     cudart,
-    profile_batch_ranges,
-)
-from scenario import (
-    MODEL_PATH,
-    PROFILES,
-    GpuStackMissing,
-    Progress,
-    TensorSpec,
-    batch_range,
+    device_memory,
     gpu_name,
-    print_error,
-    read_model_input,
     require_gpu_stack,
 )
+from dynamic_shapes.onnx_inputs import read_model_input
+from dynamic_shapes.tensors import random_batch
+from scenario import MODEL_PATH, profile, profiles_for, scenario_ranges
 
 SECTIONS = (
     "narrow_vs_wide",
@@ -66,34 +62,6 @@ NARROW_VS_WIDE_BATCHES = (1, 4, 16, 32, 128)
 CONVENIENCE_BATCHES = (1, 4, 32, 128)
 WIDE_RANGE = (1, 4, 128)  # min, opt, max batch of the single wide profile
 BASELINE = "bare loop, page-locked"
-
-
-# ---------------------------------------------------------------------------------------------
-# The model's input and the profiles for it (no GPU needed)
-
-
-def profile_for(spec: TensorSpec, low: int, opt: int, high: int):
-    from polygraphy.backend.trt import Profile
-
-    return Profile().add(
-        spec.name,
-        min=(low, *spec.item_shape),
-        opt=(opt, *spec.item_shape),
-        max=(high, *spec.item_shape),
-    )
-
-
-def scenario_profiles(spec: TensorSpec) -> dict:
-    """The scenario's three use cases, with their batch ranges, for this input."""
-    return {name: profile_for(spec, *batch_range(p)) for name, p in PROFILES.items()}
-
-
-def sample_batch(spec: TensorSpec, batch: int) -> np.ndarray:
-    rng = np.random.default_rng(batch)
-    shape = (batch, *spec.item_shape)
-    if np.issubdtype(spec.dtype, np.floating):
-        return rng.standard_normal(shape).astype(spec.dtype)
-    return rng.integers(0, 2, shape).astype(spec.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,91 +102,78 @@ def format_table(title: str, header: list, rows: list) -> str:
 
 
 LATENCY_HEADER = ["variant", "median us", "p90 us", "p99 us", "vs first"]
+TITLES = {
+    "narrow_vs_wide": "1. Narrow vs wide profiles",
+    "shape_switching": "2. Shape switching inside the dynamic-batching profile",
+    "profile_switching": "3. Low-latency and offline requests, alternating (one pair per sample)",
+    "memory": "4. GPU memory (MiB): measured as free memory lost, and as TensorRT reports it",
+    "runner_activation": "5. TrtRunner activate + deactivate",
+    "convenience": "6. The cost of convenience",
+}
 
 
-def report(results: dict) -> str:
-    """The human-readable tables for whatever sections the results hold."""
-    out = []
-    if "narrow_vs_wide" in results:
-        for batch, stats in results["narrow_vs_wide"]["by_batch"].items():
-            out.append(
+def section_tables(key: str, section: dict) -> list:
+    """The tables of one section of the results."""
+    title = TITLES[key]
+    if key in ("narrow_vs_wide", "convenience"):
+        header = LATENCY_HEADER if key == "narrow_vs_wide" else [*LATENCY_HEADER[:-1], "vs bare"]
+        baseline = "three narrow profiles" if key == "narrow_vs_wide" else BASELINE
+        tables = [
+            format_table(
+                f"{title}, batch {batch}: per-request latency",
+                header,
+                latency_rows(stats, baseline),
+            )
+            for batch, stats in section["by_batch"].items()
+        ]
+        if key == "convenience" and section.get("trtrunner_profile"):
+            rows = [
+                [item["function"], f"{item['us_per_infer']:.1f}", f"{item['calls_per_infer']:.0f}"]
+                for item in section["trtrunner_profile"]
+            ]
+            tables.append(
                 format_table(
-                    f"1. Narrow vs wide profiles, batch {batch}: per-request latency",
-                    LATENCY_HEADER,
-                    latency_rows(stats, "three narrow profiles"),
+                    "Where TrtRunner.infer spends its time, batch 1 (own time per call)",
+                    ["function", "us per infer", "calls per infer"],
+                    rows,
                 )
             )
-    for key, title, what in [
-        ("shape_switching", "2. Shape switching inside the dynamic-batching profile", "shape"),
-        (
-            "profile_switching",
-            "3. Low-latency and offline requests, alternating (one pair per sample)",
-            "profile",
-        ),
-    ]:
-        if key in results:
-            section = results[key]
-            table = format_table(
-                title, LATENCY_HEADER, latency_rows(section["stats"], section["baseline"])
-            )
-            out.append(table + f"cost per {what} switch: {section['cost_per_switch_us']:.1f} us\n")
-    if "memory" in results:
-        m = results["memory"]
+        return tables
+    if key == "memory":
         rows = [
-            ["engine (deserialized)", m["engine_measured_mib"], m["engine_reported_mib"]],
+            ["engine (deserialized)", section["engine_measured_mib"], None],
             *[
-                [f"execution context {i}", measured, m["context_reported_mib"]]
-                for i, measured in enumerate(m["contexts_measured_mib"])
+                [f"execution context {i}", measured, section["context_reported_mib"]]
+                for i, measured in enumerate(section["contexts_measured_mib"])
             ],
         ]
-        out.append(
+        return [
             format_table(
-                "4. GPU memory (MiB): measured as free memory lost, and as TensorRT reports it",
+                title,
                 ["what", "measured", "reported"],
                 [[what, f"{a:.2f}", "n/a" if b is None else f"{b:.2f}"] for what, a, b in rows],
             )
-        )
-    if "runner_activation" in results:
-        out.append(
-            format_table(
-                "5. TrtRunner activate + deactivate",
-                LATENCY_HEADER,
-                latency_rows(
-                    results["runner_activation"]["stats"], results["runner_activation"]["baseline"]
-                ),
-            )
-        )
-    if "convenience" in results:
-        section = results["convenience"]
-        for batch, stats in section["by_batch"].items():
-            out.append(
-                format_table(
-                    f"6. The cost of convenience, batch {batch}: per-request latency",
-                    [*LATENCY_HEADER[:-1], "vs bare"],
-                    latency_rows(stats, BASELINE),
-                )
-            )
-        rows = [
-            [item["function"], f"{item['us_per_infer']:.1f}", f"{item['calls_per_infer']:.0f}"]
-            for item in section["trtrunner_profile"]
         ]
-        out.append(
-            format_table(
-                "Where TrtRunner.infer spends its time, batch 1 (own time per call)",
-                ["function", "us per infer", "calls per infer"],
-                rows,
-            )
-        )
+    table = format_table(title, LATENCY_HEADER, latency_rows(section["stats"], section["baseline"]))
+    if "cost_per_switch_us" in section:
+        what = "shape" if key == "shape_switching" else "profile"
+        table += f"cost per {what} switch: {section['cost_per_switch_us']:.1f} us\n"
+    return [table]
+
+
+def report(results: dict) -> str:
+    """The human-readable tables for whatever sections the results hold, each followed by
+    what it left out and why."""
+    out = []
+    for key in SECTIONS:
+        if key in results:
+            out += section_tables(key, results[key])
+            out += [f"note: {note}\n" for note in results[key].get("notes", [])]
     return "\n".join(out)
 
 
-def plot(results: dict, path) -> None:
-    """A bar chart of the median latencies of each latency section."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def latency_panels(results: dict) -> list:
+    """(title, {variant: stats}) for each latency table in the results."""
     panels = []
     for key, title in [("narrow_vs_wide", "1. narrow vs wide"), ("convenience", "6. convenience")]:
         for batch, stats in results.get(key, {}).get("by_batch", {}).items():
@@ -230,6 +185,16 @@ def plot(results: dict, path) -> None:
     ]:
         if key in results:
             panels.append((title, results[key]["stats"]))
+    return panels
+
+
+def plot(panels: list, summary: str, path) -> None:
+    """A bar chart of the median latencies of each panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     figure, axes = plt.subplots(
         len(panels), 1, figsize=(9, 1.2 + 1.1 * sum(len(s) for _, s in panels) / 2)
     )
@@ -240,7 +205,7 @@ def plot(results: dict, path) -> None:
         axis.set_xlabel("median latency, us", fontsize=8)
         axis.tick_params(labelsize=8)
         axis.invert_yaxis()
-    figure.suptitle(results["environment"]["summary"], fontsize=9)
+    figure.suptitle(summary, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -252,8 +217,9 @@ def plot(results: dict, path) -> None:
 class BareLoop:
     """The baseline: TensorRT's own API and nothing more. Buffers for the largest batch,
     addresses bound once, the shape set when it changes; per request a host-to-device copy,
-    execute_async_v3, the device-to-host copies and a synchronize. The request's data already
-    sits in the host buffer: page-locked, or ordinary pageable memory."""
+    execute_async_v3, the device-to-host copies and a synchronize, each call's status checked
+    as the dispatcher checks it. The request's data already sits in the host buffer:
+    page-locked, or ordinary pageable memory."""
 
     def __init__(self, context, profile_index, spec, max_batch, pinned):
         import tensorrt as trt
@@ -267,16 +233,19 @@ class BareLoop:
             if engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT
         }
         self.stream = check_cuda(rt.cudaStreamCreate(), "cudaStreamCreate")
-        self.device, self.host, self._host_buffers = {}, {}, []
+        self.device, self.host, self._pinned = {}, {}, []
+        self.request = random_batch(spec, max_batch, seed=max_batch)
         self.select_profile(profile_index)
         self.resize(max_batch)
         for name, nbytes in self.nbytes.items():
             self.device[name] = check_cuda(rt.cudaMalloc(nbytes), "cudaMalloc")
-            buffer = PinnedBuffer(nbytes) if pinned else np.empty(nbytes, np.uint8)
-            self._host_buffers.append(buffer)
-            self.host[name] = buffer.address if pinned else buffer.ctypes.data
-        request = sample_batch(spec, max_batch)
-        ctypes.memmove(self.host[spec.name], request.ctypes.data, request.nbytes)
+            if pinned:
+                self._pinned.append(PinnedBuffer(nbytes))
+                self.host[name] = self._pinned[-1].as_array(np.uint8, (nbytes,))
+            else:
+                self.host[name] = np.empty(nbytes, np.uint8)
+        self.host[spec.name][:] = self.request.reshape(-1).view(np.uint8)
+        self.address = {name: array.ctypes.data for name, array in self.host.items()}
         self.bind()
 
     def resize(self, batch):
@@ -292,7 +261,8 @@ class BareLoop:
 
     def bind(self):
         for name, address in self.device.items():
-            self.context.set_tensor_address(name, address)
+            if not self.context.set_tensor_address(name, address):
+                raise RuntimeError(f"could not bind tensor {name}")
 
     def select_profile(self, index):
         """Switches the context to another profile; shapes and addresses are set again."""
@@ -305,28 +275,98 @@ class BareLoop:
         rt = cudart()
         if batch != self.batch:
             self.resize(batch)
+        h2d, d2h = (
+            rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+            rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+        )
         name = self.spec.name
-        rt.cudaMemcpyAsync(
-            self.device[name], self.host[name], self.nbytes[name],
-            rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream,
-        )  # fmt: skip
-        self.context.execute_async_v3(int(self.stream))
-        for name in self.outputs:
+        check_cuda(
             rt.cudaMemcpyAsync(
-                self.host[name], self.device[name], self.nbytes[name],
-                rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream,
+                self.device[name], self.address[name], self.nbytes[name], h2d, self.stream
+            ),
+            "cudaMemcpyAsync",
+        )
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise RuntimeError("TensorRT's execute_async_v3 failed; see its log above")
+        for name in self.outputs:
+            check_cuda(
+                rt.cudaMemcpyAsync(
+                    self.address[name], self.device[name], self.nbytes[name], d2h,
+                    self.stream,
+                ),
+                "cudaMemcpyAsync",
             )  # fmt: skip
         check_cuda(rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+
+    def last_result(self) -> tuple:
+        """The inputs and (copies of) the outputs of the last run."""
+        outputs = {
+            name: self.host[name][: self.nbytes[name]]
+            .view(dtype)
+            .reshape(tuple(self.context.get_tensor_shape(name)))
+            .copy()
+            for name, dtype in self.outputs.items()
+        }
+        return self.request[: self.batch], outputs
 
     def close(self):
         rt = cudart()
         rt.cudaStreamSynchronize(self.stream)
         for address in self.device.values():
             rt.cudaFree(address)
-        for buffer in self._host_buffers:
-            if isinstance(buffer, PinnedBuffer):
-                buffer.free()
+        for buffer in self._pinned:
+            buffer.free()
         rt.cudaStreamDestroy(self.stream)
+
+
+class Reference:
+    """What every measured path must return, checked after it was timed. For the scenario's
+    identity model: the inputs, bit for bit. For another model: what Polygraphy's TrtRunner
+    returns on its own copy of the three-profile engine, within a tolerance, since engines
+    built apart may pick different kernels, whose float sums round differently."""
+
+    RTOL, ATOL = 1e-3, 1e-4
+
+    def __init__(self, engines, identity: bool):
+        self.engines, self.identity = engines, identity
+        self._runners = self._ranges = None
+
+    def expected(self, inputs) -> dict:
+        from polygraphy.backend.trt import TrtRunner
+
+        if self._runners is None:
+            engine = Engines.load(self.engines.narrow)
+            self._ranges = batch_ranges(engine, self.engines.spec.name)
+            self._runners = [
+                TrtRunner(context, optimization_profile=index)
+                for index, context in enumerate(create_contexts(engine, len(self._ranges)))
+            ]
+        runner = self._runners[choose_profile(len(inputs), self._ranges)]
+        runner.activate()
+        try:
+            return {n: v.copy() for n, v in runner.infer({self.engines.spec.name: inputs}).items()}
+        finally:
+            deactivate_runner(runner)
+
+    def check(self, what: str, inputs, outputs: dict) -> None:
+        """Raises AssertionError, naming the path, unless its outputs are the expected ones."""
+        expected = None if self.identity else self.expected(inputs)
+        for name, output in outputs.items():
+            want = inputs if self.identity else expected[name]
+            same = output.shape == want.shape and (
+                np.array_equal(output, want)
+                if self.identity
+                else np.allclose(output, want, rtol=self.RTOL, atol=self.ATOL)
+            )
+            if not same:
+                raise AssertionError(
+                    f"{what}: output {name} is wrong (compared with "
+                    f"{'its input' if self.identity else 'TrtRunner'}); its figures are void"
+                )
+
+    def check_loop(self, what: str, loop: BareLoop, batch: int) -> None:
+        loop.run(batch)
+        self.check(f"{what}, batch {batch}", *loop.last_result())
 
 
 def interleave(variants: dict, settings, progress, label) -> dict:
@@ -350,18 +390,17 @@ def interleave(variants: dict, settings, progress, label) -> dict:
 
 
 class Engines:
-    """Fresh copies of the built engines. TensorRT lets only one live execution context use
-    each profile of an engine, so every variant that needs contexts gets an engine of its own."""
+    """The built engines, serialized. TensorRT lets only one live execution context use each
+    profile of an engine, so every variant that needs contexts loads an engine of its own."""
 
-    def __init__(self, model, spec):
+    def __init__(self, model, spec, progress):
         from polygraphy.backend.trt import bytes_from_engine
 
-        from scenario import build_engine
-
         self.spec = spec
-        self.profiles = scenario_profiles(spec)
-        self.narrow = bytes_from_engine(build_engine(model, self.profiles))
-        self.wide = bytes_from_engine(build_engine(model, {"wide": profile_for(spec, *WIDE_RANGE)}))
+        progress(f"building the three-profile engine for {model.name}")
+        self.narrow = bytes_from_engine(build_engine(model, profiles_for(spec)))
+        progress(f"building the one-wide-profile engine for {model.name}")
+        self.wide = bytes_from_engine(build_engine(model, {"wide": profile(spec, *WIDE_RANGE)}))
 
     @staticmethod
     def load(serialized):
@@ -371,47 +410,54 @@ class Engines:
 
     def bare_loops(self, serialized, pinned) -> list:
         """A BareLoop per profile of a fresh engine, each on a context of its own."""
-        from scenario import create_contexts
-
         engine = self.load(serialized)
         contexts = create_contexts(engine, engine.num_optimization_profiles)
         return [
             BareLoop(context, index, self.spec, high, pinned)
             for index, (context, (_, high)) in enumerate(
-                zip(contexts, profile_batch_ranges(engine, self.spec.name), strict=True)
+                zip(contexts, batch_ranges(engine, self.spec.name), strict=True)
             )
         ]
 
 
-def scenario_ranges():
-    return tuple((low, high) for low, _, high in map(batch_range, PROFILES.values()))
+def close_all(closables) -> None:
+    for closable in closables:
+        closable.close()
 
 
-def measure_narrow_vs_wide(engines, settings, progress) -> dict:
+RANGES = tuple(scenario_ranges().values())
+ACCEPTED = ", ".join(f"{low}..{high}" if low < high else str(low) for low, high in RANGES)
+
+
+def measure_narrow_vs_wide(engines, reference, settings, progress) -> dict:
     narrow = engines.bare_loops(engines.narrow, pinned=True)
     (wide,) = engines.bare_loops(engines.wide, pinned=True)
-    by_batch, skipped = {}, []
+    by_batch, notes = {}, []
     try:
         for batch in settings.narrow_vs_wide_batches:
-            index = choose_profile(batch, scenario_ranges())
+            index = choose_profile(batch, RANGES)
             if index is None or not WIDE_RANGE[0] <= batch <= WIDE_RANGE[2]:
-                skipped.append(batch)
+                notes.append(
+                    f"batch {batch} left out: the narrow profiles accept {ACCEPTED}, the wide "
+                    f"one {WIDE_RANGE[0]}..{WIDE_RANGE[2]}, and both must accept it"
+                )
                 continue
             variants = {
                 "three narrow profiles": partial(narrow[index].run, batch),
                 "one wide profile (1..128)": partial(wide.run, batch),
             }
             by_batch[batch] = interleave(variants, settings, progress, f"1. batch {batch}")
+            reference.check_loop("three narrow profiles", narrow[index], batch)
+            reference.check_loop("one wide profile", wide, batch)
     finally:
-        for loop in [*narrow, wide]:
-            loop.close()
-    return {"by_batch": by_batch, "skipped_batches": skipped}
+        close_all([*narrow, wide])
+    return {"by_batch": by_batch, "notes": notes}
 
 
-def measure_shape_switching(engines, settings, progress) -> dict:
+def measure_shape_switching(engines, reference, settings, progress) -> dict:
     loops = engines.bare_loops(engines.narrow, pinned=True)
     dynamic = loops[1]  # the dynamic-batching profile
-    low, high = scenario_ranges()[1]
+    low, high = RANGES[1]
     small, large = f"fixed batch {low}", f"fixed batch {high}"
     variants = {
         small: lambda: dynamic.run(low),
@@ -423,18 +469,17 @@ def measure_shape_switching(engines, settings, progress) -> dict:
     }
     try:
         stats = interleave(variants, settings, progress, "2. shape switching")
+        for batch in (low, high):
+            reference.check_loop("dynamic-batching profile", dynamic, batch)
     finally:
-        for loop in loops:
-            loop.close()
+        close_all(loops)
     alternating = list(stats.values())[2]["median_us"]
     cost = (alternating - stats[small]["median_us"] - stats[large]["median_us"]) / 2
     return {"stats": stats, "baseline": small, "cost_per_switch_us": cost}
 
 
-def measure_profile_switching(engines, settings, progress) -> dict:
-    from scenario import create_contexts
-
-    (low_latency, _), _, (offline, _) = scenario_ranges()
+def measure_profile_switching(engines, reference, settings, progress) -> dict:
+    (low_latency, _), _, (offline, _) = RANGES
     dedicated = engines.bare_loops(engines.narrow, pinned=True)
     # One context of another engine copy, switching between the two profiles per request.
     (context,) = create_contexts(Engines.load(engines.narrow), 1)
@@ -455,9 +500,14 @@ def measure_profile_switching(engines, settings, progress) -> dict:
     }
     try:
         stats = interleave(variants, settings, progress, "3. profile switching")
+        reference.check_loop("low-latency context", dedicated[0], low_latency)
+        reference.check_loop("offline context", dedicated[2], offline)
+        switching.select_profile(0)
+        reference.check_loop("switching context, low latency", switching, low_latency)
+        switching.select_profile(2)
+        reference.check_loop("switching context, offline", switching, offline)
     finally:
-        for loop in [*dedicated, switching]:
-            loop.close()
+        close_all([*dedicated, switching])
     medians = [s["median_us"] for s in stats.values()]
     return {
         "stats": stats,
@@ -467,41 +517,32 @@ def measure_profile_switching(engines, settings, progress) -> dict:
     }
 
 
-def free_device_memory() -> int:
-    free, _ = check_cuda(cudart().cudaMemGetInfo(), "cudaMemGetInfo")
-    return free
-
-
-def measure_memory(engines, settings, progress) -> dict:
-    from scenario import create_contexts
-
+def measure_memory(engines, reference, settings, progress) -> dict:
     progress("4. memory")
     mib = 1024.0**2
-    before = free_device_memory()
+    before, _ = device_memory()
     engine = Engines.load(engines.narrow)
-    engine_measured = (before - free_device_memory()) / mib
+    engine_measured = (before - device_memory()[0]) / mib
     contexts, contexts_measured = [], []
     for _ in range(engine.num_optimization_profiles):
-        before = free_device_memory()
+        before, _ = device_memory()
         contexts += create_contexts(engine, 1)
-        contexts_measured.append((before - free_device_memory()) / mib)
+        contexts_measured.append((before - device_memory()[0]) / mib)
     # TensorRT 10.1 added the _v2 name, and 11 removed the old one.
     reported = getattr(engine, "device_memory_size_v2", None)
     if reported is None:
         reported = engine.device_memory_size
     return {
         "engine_measured_mib": engine_measured,
-        "engine_reported_mib": None,  # TensorRT reports no figure for the engine itself
         "plan_mib": len(engines.narrow) / mib,
         "contexts_measured_mib": contexts_measured,
         "context_reported_mib": reported / mib,
+        "notes": ["TensorRT reports no memory figure for the engine itself"],
     }
 
 
-def measure_runner_activation(engines, settings, progress) -> dict:
+def measure_runner_activation(engines, reference, settings, progress) -> dict:
     from polygraphy.backend.trt import TrtRunner
-
-    from scenario import create_contexts
 
     (context,) = create_contexts(Engines.load(engines.narrow), 1)
     owned = TrtRunner(context)
@@ -547,16 +588,32 @@ def stage(request, staging, out):
     np.copyto(out, staging)
 
 
-def measure_convenience(engines, settings, progress) -> dict:
+def dispatcher_variants(dispatchers, index, request, staging) -> dict:
+    """The dispatcher's rows for a request that profile `index` serves: the lean path, with
+    `out=`, the host staging copies alone and, where that profile is static, CUDA graphs."""
+    lean, graphs = dispatchers["lean"], dispatchers["graphs"]
+    out = lean.infer(request)
+    variants = {
+        "dispatcher, lean": partial(lean.infer, request),
+        "dispatcher, lean, out=": partial(lean.infer, request, out=out),
+    }
+    if graphs.use_cases[index] in graphs.graph_use_cases:
+        variants["dispatcher, CUDA graphs"] = partial(graphs.infer, request)
+        variants["dispatcher, CUDA graphs, out="] = partial(graphs.infer, request, out=out)
+    # What the dispatcher adds to a bare loop at large batches: the host copies between the
+    # caller's arrays and the page-locked staging buffers.
+    variants["staging copies alone (no GPU)"] = partial(stage, request, staging, out)
+    return variants
+
+
+def measure_convenience(engines, reference, settings, progress) -> dict:
     from polygraphy.backend.trt import TrtRunner
 
-    from scenario import create_contexts
-
-    spec, ranges = engines.spec, scenario_ranges()
+    spec = engines.spec
     runner_engine = Engines.load(engines.narrow)
     runners = [
         TrtRunner(context, optimization_profile=index)
-        for index, context in enumerate(create_contexts(runner_engine, len(ranges)))
+        for index, context in enumerate(create_contexts(runner_engine, len(RANGES)))
     ]
     for runner in runners:
         runner.activate()
@@ -565,49 +622,51 @@ def measure_convenience(engines, settings, progress) -> dict:
         dispatchers["lean"] = Dispatcher(Engines.load(engines.narrow), cuda_graphs=False)
         dispatchers["graphs"] = Dispatcher(Engines.load(engines.narrow), cuda_graphs=True)
     except ValueError as unsupported:
+        close_all(dispatchers.values())
+        dispatchers = {}
         notes.append(f"dispatcher rows left out: {unsupported}")
     pageable = engines.bare_loops(engines.narrow, pinned=False)
     pinned = engines.bare_loops(engines.narrow, pinned=True)
     staging_buffer = PinnedBuffer(max(settings.convenience_batches) * spec.item_nbytes)
-    by_batch, skipped = {}, []
+    by_batch = {}
     try:
         for batch in settings.convenience_batches:
-            index = choose_profile(batch, ranges)
+            index = choose_profile(batch, RANGES)
             if index is None:
-                skipped.append(batch)
+                notes.append(f"batch {batch} left out: no profile accepts it ({ACCEPTED})")
                 continue
-            request = sample_batch(spec, batch)
-            feed = {spec.name: request}
-            variants = {"TrtRunner.infer": partial(runners[index].infer, feed)}
+            request = random_batch(spec, batch, seed=batch)
+            variants = {"TrtRunner.infer": partial(runners[index].infer, {spec.name: request})}
             if dispatchers:
-                lean, graphs = dispatchers["lean"], dispatchers["graphs"]
-                out = graphs.infer(request)
-                variants["dispatcher, lean"] = partial(lean.infer, request)
-                variants["dispatcher, CUDA graphs"] = partial(graphs.infer, request)
-                variants["dispatcher, CUDA graphs, out="] = partial(graphs.infer, request, out=out)
-                # What the dispatcher adds to a bare loop at large batches: the host copies
-                # between the caller's arrays and the page-locked staging buffers.
                 staging = staging_buffer.as_array(spec.dtype, request.shape)
-                variants["staging copies alone (no GPU)"] = partial(stage, request, staging, out)
+                variants.update(dispatcher_variants(dispatchers, index, request, staging))
+                if "dispatcher, CUDA graphs" not in variants:
+                    notes.append(
+                        f"batch {batch}: no CUDA-graph rows; its profile accepts "
+                        f"{RANGES[index][0]}..{RANGES[index][1]}, and graphs are captured only "
+                        "for profiles of one shape"
+                    )
             variants["bare loop, pageable"] = partial(pageable[index].run, batch)
             variants[BASELINE] = partial(pinned[index].run, batch)
             by_batch[batch] = interleave(variants, settings, progress, f"6. batch {batch}")
+
+            reference.check(f"TrtRunner.infer, batch {batch}", request, runners[index].infer(
+                {spec.name: request}))  # fmt: skip
+            for name, dispatcher in dispatchers.items():
+                outputs = {dispatcher.output.name: dispatcher.infer(request)}
+                reference.check(f"dispatcher, {name}, batch {batch}", request, outputs)
+            reference.check_loop("bare loop, pageable", pageable[index], batch)
+            reference.check_loop(BASELINE, pinned[index], batch)
         progress("6. profiling TrtRunner.infer")
-        index = choose_profile(1, ranges)
-        feed = {spec.name: sample_batch(spec, 1)}
+        index = choose_profile(1, RANGES)
+        feed = {spec.name: random_batch(spec, 1)}
         top = profile_calls(lambda: runners[index].infer(feed), settings.reps * 2)
     finally:
         for runner in runners:
-            runner.deactivate()
-        for closable in [*dispatchers.values(), *pageable, *pinned]:
-            closable.close()
+            deactivate_runner(runner)
+        close_all([*dispatchers.values(), *pageable, *pinned])
         staging_buffer.free()
-    return {
-        "by_batch": by_batch,
-        "skipped_batches": skipped,
-        "notes": notes,
-        "trtrunner_profile": top,
-    }
+    return {"by_batch": by_batch, "notes": notes, "trtrunner_profile": top}
 
 
 MEASURE = {
@@ -644,9 +703,31 @@ def environment() -> dict:
         "cuda_bindings": cuda.bindings.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
+        "commit": git_commit(),
         "date": date,
         "summary": f"{gpu}, TensorRT {trt.__version__}, {date[:10]}",
     }
+
+
+def git_commit() -> str | None:
+    """The commit of this checkout, with '+changes' when files differ from it; None outside git."""
+    try:
+        run = partial(
+            subprocess.run, cwd=MODEL_PATH.parent, capture_output=True, text=True, check=True,
+            timeout=30,
+        )  # fmt: skip
+        commit = run(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
+        changed = run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+changes" if changed else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+LATENCY_SECTIONS = tuple(section for section in SECTIONS if section != "memory")
 
 
 def batch_sizes(text) -> tuple:
@@ -671,45 +752,21 @@ def section_names(text) -> tuple:
     return names
 
 
-def positive(text) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more: {text}")
-    return value
-
-
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=MODEL_PATH,
-        help="ONNX model with one input whose first dimension is a dynamic batch "
-        "(default: %(default)s)",
-    )
+    parser = cli.make_parser(__file__, __doc__)
+    cli.add_model_argument(parser, MODEL_PATH, "one input whose first dimension is a dynamic batch")
     parser.add_argument(
         "--batch-sizes",
         type=batch_sizes,
         help="comma-separated batch sizes for sections 1 and 6 "
         "(default: 1,4,16,32,128 and 1,4,32,128)",
     )
-    parser.add_argument(
-        "--rounds", type=positive, default=10, help="rounds per comparison (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--reps",
-        type=positive,
-        default=200,
-        help="timed calls per variant and round (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--warmup",
-        type=int,
-        default=50,
-        help="untimed calls per variant first (default: %(default)s)",
-    )
+    for flag, kind, default, what in [
+        ("--rounds", cli.positive, 10, "rounds per comparison"),
+        ("--reps", cli.positive, 200, "timed calls per variant and round"),
+        ("--warmup", cli.non_negative, 50, "untimed calls per variant first"),
+    ]:
+        parser.add_argument(flag, type=kind, default=default, help=f"{what} (default: %(default)s)")
     parser.add_argument(
         "--sections",
         type=section_names,
@@ -718,17 +775,27 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--json",
-        type=Path,
-        default=Path("benchmark.json"),
+        type=cli.output_file,
+        default="benchmark.json",
         help="where to write every figure and the environment (default: %(default)s)",
     )
     parser.add_argument(
-        "--plot", type=Path, help="also draw the latencies as a PNG chart (needs matplotlib)"
+        "--plot",
+        type=cli.output_file,
+        help="also draw the latencies as a PNG chart (needs matplotlib)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 3 rounds of 20 calls, 5 warm-up calls"
     )
     args = parser.parse_args(argv)  # fmt: skip
+    if args.plot:
+        if not set(args.sections) & set(LATENCY_SECTIONS):
+            parser.error(
+                f"--plot draws latencies, and --sections {','.join(args.sections)} measures none;"
+                f" add one of {','.join(LATENCY_SECTIONS)}"
+            )
+        if importlib.util.find_spec("matplotlib") is None:
+            parser.error("--plot needs matplotlib: python3 -m pip install matplotlib")
     if args.quick:
         args.rounds, args.reps, args.warmup = 3, 20, 5
     args.narrow_vs_wide_batches = args.batch_sizes or NARROW_VS_WIDE_BATCHES
@@ -737,49 +804,50 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    import importlib.util
-
-    from scenario import write_atomically
-
     args = parse_args(argv)
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        print_error("benchmark.py", "--plot needs matplotlib: python3 -m pip install matplotlib")
-        return 2
-    try:
-        spec = read_model_input(args.model)
-    except ValueError as error:
-        print_error("benchmark.py", error)
-        return 2
-    try:
-        require_gpu_stack()
-    except GpuStackMissing as missing:
-        print_error("benchmark.py", missing)
-        return 1
+    return cli.run(args, lambda: run(args))
 
-    progress = Progress()
-    progress(f"building engines for {args.model.name}")
-    engines = Engines(args.model, spec)
+
+def run(args) -> None:
+    ensure_model(args.model)
+    spec = read_model_input(args.model)
+    require_gpu_stack()
+
+    progress = cli.Progress()
+    engines = Engines(args.model, spec, progress)
+    reference = Reference(engines, identity=args.model.resolve() == MODEL_PATH)
     results = {
         "environment": environment(),
         "model": str(args.model),
         "input": {"name": spec.name, "dtype": str(spec.dtype), "item_shape": spec.item_shape},
         "settings": {"rounds": args.rounds, "reps": args.reps, "warmup": args.warmup},
     }
-    for section in args.sections:
-        results[section] = MEASURE[section](engines, args, progress)
-    progress.done()
+    try:
+        for section in args.sections:
+            results[section] = MEASURE[section](engines, reference, args, progress)
+    finally:
+        progress.done()
+        # Whatever was measured is kept, also when a later section fails or is interrupted.
+        measured = [section for section in args.sections if section in results]
+        results["complete"] = len(measured) == len(args.sections)
+        if measured:
+            write_atomically(args.json, json.dumps(results, indent=2, default=float).encode())
+            if not results["complete"]:
+                print(f"Kept the figures of {', '.join(measured)} in {args.json}", file=sys.stderr)
 
     print(
         f"{results['environment']['summary']}; {args.model.name}, input {spec.describe()}; "
         f"{args.rounds} rounds x {args.reps} calls\n"
     )
     print(report(results))
-    write_atomically(args.json, json.dumps(results, indent=2, default=float).encode())
     print(f"Wrote {args.json}")
     if args.plot:
-        plot(results, args.plot)
-        print(f"Wrote {args.plot}")
-    return 0
+        panels = latency_panels(results)
+        if panels:
+            plot(panels, results["environment"]["summary"], args.plot)
+            print(f"Wrote {args.plot}")
+        else:
+            print(f"Drew no {args.plot}: every latency comparison was left out (see the notes)")
 
 
 if __name__ == "__main__":

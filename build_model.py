@@ -10,14 +10,15 @@ checkable exactly: the output must equal the input bit for bit.
     python3 build_model.py --output m.onnx
 """
 
-import argparse
 import sys
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from scenario import IMAGE_SHAPE, INPUT_NAME, MODEL_PATH, OUTPUT_NAME, write_atomically
+from dynamic_shapes import cli
+from dynamic_shapes.files import write_atomically
+from scenario import IMAGE_SHAPE, INPUT_NAME, MODEL_PATH, OUTPUT_NAME
 
 # Opset 17 with IR version 8 is the newest pair TensorRT 8.6's ONNX parser accepts, and
 # TensorRT 10 and 11 accept it too. Pinning both (rather than taking whatever the
@@ -39,16 +40,36 @@ def make_model() -> onnx.ModelProto:
     return model
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument(
-        "--output", default=str(MODEL_PATH), help="where to write the model (default: %(default)s)"
-    )
-    args = parser.parse_args(argv)
+def write_model(path) -> None:
+    write_atomically(path, make_model().SerializeToString())
 
-    write_atomically(args.output, make_model().SerializeToString())
-    print(f"Wrote {args.output}")
-    return 0
+
+def ensure_model(path) -> None:
+    """Writes the model to `path` when that is where the scripts expect it by default and it
+    is missing; a model the user named is theirs to provide."""
+    if path == MODEL_PATH and not path.exists():
+        write_model(path)
+
+
+def parse_args(argv=None):
+    parser = cli.make_parser(__file__, __doc__)
+    parser.add_argument(
+        "--output",
+        type=cli.output_file,
+        default=MODEL_PATH,
+        help="where to write the model (default: %(default)s)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    def work():
+        write_model(args.output)
+        print(f"Wrote {args.output}")
+
+    return cli.run(args, work)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Builds one TensorRT engine with three optimization profiles, one per use case, then serves
 each use case through its own execution context and TrtRunner.
 
-The profiles are the scenario table in scenario.py:
+The profiles are the scenario table in scenario.py (batch sizes; each image is 3x28x28):
 
     use case            min batch   opt batch   max batch
     low latency                 1           1           1
@@ -13,11 +13,12 @@ The profiles are the scenario table in scenario.py:
 Writes dynamic_identity.engine; inspect it with: polygraphy inspect model dynamic_identity.engine
 """
 
-import argparse
 import sys
-from pathlib import Path
 
-from build_model import make_model
+from build_model import ensure_model
+from dynamic_shapes import cli
+from dynamic_shapes.engines import create_contexts, load_or_build_engine
+from dynamic_shapes.gpu import require_gpu_stack
 from scenario import (
     ENGINE_PATH,
     INPUT_NAME,
@@ -27,48 +28,36 @@ from scenario import (
     check_batch_fits,
     check_identity,
     check_model_fits_profiles,
-    create_contexts,
-    load_or_build_engine,
-    print_error,
     random_images,
-    require_gpu_stack,
-    write_atomically,
 )
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        if args.model == MODEL_PATH and not MODEL_PATH.exists():
-            write_atomically(MODEL_PATH, make_model().SerializeToString())
-        # Checked first: a model that does not fit the profiles fails the same on any machine.
-        check_model_fits_profiles(args.model)
-        require_gpu_stack()
+    return cli.run(args, lambda: run(args))
 
-        # Plain log lines, without Polygraphy's notice about the optional 'colored' package.
-        from polygraphy.logger import G_LOGGER
 
-        G_LOGGER.colors = False
+def run(args) -> None:
+    ensure_model(args.model)
+    # Checked first: a model that does not fit the profiles fails the same on any machine.
+    check_model_fits_profiles(args.model)
+    require_gpu_stack()
 
-        # Step 1: one engine holding all three profiles (PROFILES, the scenario table above).
-        # Building takes a while for a real model, so a saved engine is reused when it was
-        # built from the same model bytes and profiles, by this TensorRT, for this GPU model.
-        # Otherwise Polygraphy builds one, logging the profiles it configures, and it is saved
-        # (atomically, with a record of all that beside it) for the next run and for
-        # `polygraphy inspect model dynamic_identity.engine`.
-        engine, how = load_or_build_engine(args.model, args.engine, PROFILES, args.rebuild)
-        print(f"{how}; it has {engine.num_optimization_profiles} profiles")
+    # Plain log lines, without Polygraphy's notice about the optional 'colored' package.
+    from polygraphy.logger import G_LOGGER
 
-        serve_use_cases(engine)
-    except KeyboardInterrupt:
-        print_error("example.py", "interrupted; saved files are whole, old or new")
-        return 130
-    except Exception as error:
-        if args.verbose:
-            raise
-        print_error("example.py", error)
-        return 1
-    return 0
+    G_LOGGER.colors = False
+
+    # Step 1: one engine holding all three profiles (PROFILES, the scenario table above).
+    # Building takes a while for a real model, so a saved engine is reused when it was
+    # built from the same model bytes and profiles, by this TensorRT, for this GPU model.
+    # Otherwise Polygraphy builds one, logging the profiles it configures, and it is saved
+    # (atomically, with a record of all that beside it) for the next run and for
+    # `polygraphy inspect model dynamic_identity.engine`.
+    engine, how = load_or_build_engine(args.model, args.engine, PROFILES, args.rebuild)
+    print(f"{how}; it has {engine.num_optimization_profiles} profiles")
+
+    serve_use_cases(engine)
 
 
 def serve_use_cases(engine) -> None:
@@ -130,27 +119,16 @@ def infer_and_check(runner, use_case: str, batch_sizes) -> str:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=MODEL_PATH,
-        help="ONNX model with input X float32 [batch, 3, 28, 28] (default: %(default)s, "
-        "written by build_model.py when missing)",
-    )
+    parser = cli.make_parser(__file__, __doc__)
+    cli.add_model_argument(parser, MODEL_PATH, "input X float32 [batch, 3, 28, 28]")
     parser.add_argument(
         "--engine",
-        type=Path,
+        type=cli.output_file,
         default=ENGINE_PATH,
         help="where to save the engine (default: %(default)s)",
     )
     parser.add_argument(
         "--rebuild", action="store_true", help="build the engine even if the saved one fits"
-    )
-    parser.add_argument(
-        "--verbose", action="store_true", help="show a traceback when something fails"
     )
     return parser.parse_args(argv)
 

@@ -18,7 +18,6 @@ Exits with 1 if any output differs or any request fails, if the GPU memory in us
 1 MiB or more, or if resident host memory grows by more than 16 MiB after the warm-up.
 """
 
-import argparse
 import gc
 import json
 import os
@@ -27,24 +26,22 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
+from build_model import ensure_model
+from dynamic_shapes import cli
+from dynamic_shapes.engines import create_contexts, deactivate_runner, load_or_build_engine
+from dynamic_shapes.files import write_atomically
+from dynamic_shapes.gpu import device_memory, require_gpu_stack
 from scenario import (
     ENGINE_PATH,
+    INPUT_NAME,
     MODEL_PATH,
+    OUTPUT_NAME,
     PROFILES,
-    GpuStackMissing,
-    Progress,
     check_identity,
-    create_contexts,
-    deactivate_runner,
-    load_or_build_engine,
-    print_error,
     random_images,
-    require_gpu_stack,
-    write_atomically,
 )
 
 MIB = 1024.0**2
@@ -53,9 +50,7 @@ HOST_GROWTH_LIMIT_MIB = 16.0
 
 
 def device_memory_in_use() -> int:
-    from dispatch import check_cuda, cudart
-
-    free, total = check_cuda(cudart().cudaMemGetInfo(), "cudaMemGetInfo")
+    free, total = device_memory()
     return total - free
 
 
@@ -104,7 +99,7 @@ def send_requests(dispatcher, images, threads, requests, max_batch, seed, every=
 
 
 def run_load(engine, args, progress) -> dict:
-    from dispatch import Dispatcher
+    from dynamic_shapes.dispatch import Dispatcher
 
     images = random_images(4096 + args.max_batch, seed=1)
     total = args.threads * args.requests
@@ -153,7 +148,7 @@ def run_load(engine, args, progress) -> dict:
 def run_lifecycles(engine, args, progress) -> dict:
     from polygraphy.backend.trt import TrtRunner
 
-    from dispatch import Dispatcher
+    from dynamic_shapes.dispatch import Dispatcher
 
     requests = [random_images(batch, seed=batch) for batch in (1, 77, 128)]
 
@@ -179,7 +174,7 @@ def run_lifecycles(engine, args, progress) -> dict:
 
     def runner_lifecycle(deactivate):
         runner.activate()
-        check_identity(request, runner.infer({"X": request})["Y"])
+        check_identity(request, runner.infer({INPUT_NAME: request})[OUTPUT_NAME])
         deactivate(runner)
 
     return {
@@ -190,7 +185,7 @@ def run_lifecycles(engine, args, progress) -> dict:
             lambda: runner_lifecycle(deactivate_runner), args.activations, "activations"
         ),
         # The same, with Polygraphy's own deactivate(): reported, not checked (see
-        # scenario.deactivate_runner for why it keeps growing).
+        # dynamic_shapes.engines.deactivate_runner for why it keeps growing).
         "activations_plain_deactivate_device_mib_delta": device_growth(
             lambda: runner_lifecycle(TrtRunner.deactivate), args.activations, "activations"
         ),
@@ -228,7 +223,7 @@ def verdicts(load, lifecycle) -> list:
         (
             abs(lifecycle["activations_device_mib_delta"]) < DEVICE_LEAK_LIMIT_MIB,
             f"lifecycle: {lifecycle['activations']} TrtRunner activations with an inference "
-            f"each, deactivated with scenario.deactivate_runner(): GPU memory in use "
+            f"each, deactivated with engines.deactivate_runner(): GPU memory in use "
             f"{lifecycle['activations_device_mib_delta']:+.1f} MiB",
         ),
     ]
@@ -245,17 +240,31 @@ def notes(lifecycle) -> list:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = cli.make_parser(__file__, __doc__)
+    counts = [
+        ("--threads", 8, "threads sending requests at once"),
+        ("--requests", 10_000, "requests per thread"),
+        ("--max-batch", 300, "largest batch size of a request"),
+        ("--dispatchers", 200, "dispatchers created, used and closed"),
+        ("--activations", 1000, "TrtRunner activations, each deactivation style"),
+    ]
+    for flag, default, help_ in counts:
+        parser.add_argument(flag, type=cli.positive, default=default, help=f"{help_} (%(default)s)")
+    parser.add_argument(
+        "--warmup",
+        type=cli.non_negative,
+        default=1000,
+        help="requests per thread before anything is measured (%(default)s)",
     )
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=10_000, help="per thread")
-    parser.add_argument("--warmup", type=int, default=1000, help="requests per thread, first")
-    parser.add_argument("--max-batch", type=int, default=300)
     parser.add_argument("--path", choices=("lean", "runner"), default="lean")
-    parser.add_argument("--dispatchers", type=int, default=200)
-    parser.add_argument("--activations", type=int, default=1000)
-    parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument(
+        "--engine",
+        type=cli.output_file,
+        default=ENGINE_PATH,
+        help="the engine to serve, built and saved there when missing or stale "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--json", type=cli.output_file, help="also write every figure here")
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -264,22 +273,20 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.warmup, args.dispatchers, args.activations = 250, 100, 20, 100
-    for name in ("threads", "requests", "max_batch", "dispatchers", "activations"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be 1 or more")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        require_gpu_stack()
-    except GpuStackMissing as missing:
-        print_error("stress.py", missing)
-        return 1
-    engine, how = load_or_build_engine(MODEL_PATH, ENGINE_PATH, PROFILES)
+    return cli.run(args, lambda: run(args))
+
+
+def run(args) -> int:
+    ensure_model(MODEL_PATH)
+    require_gpu_stack()
+    engine, how = load_or_build_engine(MODEL_PATH, args.engine, PROFILES)
     print(how)
-    progress = Progress()
+    progress = cli.Progress()
     load = run_load(engine, args, progress)
     lifecycle = run_lifecycles(engine, args, progress)
     progress.done()

@@ -1,6 +1,6 @@
 import pytest
 
-from scenario import GpuStackMissing, require_gpu_stack
+from dynamic_shapes.gpu import GpuStackMissing, require_gpu_stack
 
 
 def pytest_collection_modifyitems(items):

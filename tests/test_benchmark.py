@@ -1,5 +1,5 @@
-"""benchmark.py: arguments, model input discovery, statistics and reports (CPU), and a quick
-end-to-end run (GPU)."""
+"""benchmark.py: arguments, models it refuses, statistics and reports (CPU), and quick
+end-to-end runs (GPU)."""
 
 import json
 import re
@@ -10,7 +10,7 @@ import onnx_graphsurgeon as gs
 import pytest
 
 import benchmark
-from scenario import TensorSpec, read_model_input
+from dynamic_shapes.onnx_inputs import read_model_input
 from tests.support import run_script
 
 
@@ -28,16 +28,6 @@ def write_model(path, inputs):
         gs.export_onnx(gs.Graph(nodes=nodes, inputs=variables, outputs=outputs, opset=17)), path
     )
     return path
-
-
-def test_discovers_the_scenario_models_input():
-    spec = read_model_input(benchmark.MODEL_PATH)
-    assert spec == TensorSpec("X", np.dtype(np.float32), (3, 28, 28))
-
-
-def test_discovers_another_models_input(tmp_path):
-    path = write_model(tmp_path / "m.onnx", [("tokens", ("n", 16, 8))])
-    assert read_model_input(path) == TensorSpec("tokens", np.dtype(np.float32), (16, 8))
 
 
 @pytest.mark.parametrize(
@@ -58,14 +48,6 @@ def test_refuses_models_it_cannot_benchmark(tmp_path, inputs, message):
     path = write_model(tmp_path / "m.onnx", inputs)
     with pytest.raises(ValueError, match=re.escape(message)):
         read_model_input(path)
-
-
-def test_scenario_profiles_for_another_input_keep_the_batch_ranges():
-    spec = TensorSpec("tokens", np.dtype(np.float32), (16, 8))
-    profiles = benchmark.scenario_profiles(spec)
-    assert list(profiles) == ["low latency", "dynamic batching", "offline"]
-    assert profiles["dynamic batching"]["tokens"].max == (32, 16, 8)
-    assert profiles["offline"]["tokens"].min == (128, 16, 8)
 
 
 def test_arguments_defaults_and_quick():
@@ -135,7 +117,6 @@ def synthetic_results():
         },
         "memory": {
             "engine_measured_mib": 2.0,
-            "engine_reported_mib": None,
             "plan_mib": 0.01,
             "contexts_measured_mib": [0.0, 2.0, 0.0],
             "context_reported_mib": 0.0,
@@ -146,8 +127,7 @@ def synthetic_results():
         },
         "convenience": {
             "by_batch": {1: {"TrtRunner.infer": stats(1200), benchmark.BASELINE: stats(20)}},
-            "skipped_batches": [],
-            "notes": [],
+            "notes": ["batch 64 left out: no profile accepts it (1, 1..32, 128)"],
             "trtrunner_profile": [
                 {"function": "runner.py:1 infer", "us_per_infer": 500.0, "calls_per_infer": 1}
             ],
@@ -171,29 +151,56 @@ def test_report_shows_a_table_per_measurement_with_ratios():
     assert "60.00x" in text  # TrtRunner.infer vs the bare loop
     assert "cost per shape switch: 2.5 us" in text
     assert "cost per profile switch: 20.0 us" in text
+    # What a section left out is said, after its tables.
+    assert "note: batch 64 left out: no profile accepts it (1, 1..32, 128)" in text
+    assert text.index("=== 6. The cost of convenience") < text.index("note: batch 64")
 
 
-def test_results_round_trip_through_json():
+def test_latency_panels_skip_what_was_not_measured():
     results = synthetic_results()
-    assert json.loads(json.dumps(results, default=float))["profile_switching"]["ratio"] == 1.5
+    titles = [title for title, _ in benchmark.latency_panels(results)]
+    assert titles == [
+        "1. narrow vs wide, batch 1",
+        "6. convenience, batch 1",
+        "2. shape switching",
+        "3. profile switching",
+        "5. runner activation",
+    ]
+    only_memory = {"environment": results["environment"], "memory": results["memory"]}
+    assert benchmark.latency_panels(only_memory) == []
 
 
 @pytest.mark.gpu
 def test_quick_run_end_to_end_writes_every_section(tmp_path):
     path = tmp_path / "quick.json"
-    result = run_script("benchmark.py", "--quick", "--json", str(path), timeout=120)
+    result = run_script("benchmark.py", "--quick", "--json", str(path), timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     results = json.loads(path.read_bytes())
-    assert set(benchmark.SECTIONS) <= set(results)
+    assert set(benchmark.SECTIONS) <= set(results) and results["complete"]
     assert results["environment"]["tensorrt"]
     for batch, stats in results["convenience"]["by_batch"].items():
         assert int(batch) in benchmark.CONVENIENCE_BATCHES
         assert all(s["median_us"] > 0 for s in stats.values())
+        # Graph rows only where the profile is static (batch 1 and 128).
+        assert ("dispatcher, CUDA graphs" in stats) == (int(batch) in (1, 128))
     assert "=== 6. The cost of convenience, batch 128" in result.stdout
+    assert "note: batch 4: no CUDA-graph rows; its profile accepts 1..32" in result.stdout
 
 
-def test_stage_copies_the_request_in_and_out():
-    request = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
-    staging, out = np.empty_like(request), np.zeros_like(request)
-    benchmark.stage(request, staging, out)
-    assert np.array_equal(staging, request) and np.array_equal(out, request)
+@pytest.mark.gpu
+def test_a_model_tensorrt_cannot_parse_fails_in_one_line(tmp_path):
+    x = gs.Variable("X", dtype=np.float32, shape=("batch", 3, 28, 28))
+    y = gs.Variable("Y", dtype=np.float32, shape=("batch", 3, 28, 28))
+    node = gs.Node("NoSuchOp", inputs=[x], outputs=[y], domain="com.example")
+    path = tmp_path / "custom.onnx"
+    onnx.save(gs.export_onnx(gs.Graph(nodes=[node], inputs=[x], outputs=[y], opset=17)), path)
+    result = run_script("benchmark.py", "--model", str(path), "--quick", "--json",
+                        str(tmp_path / "b.json"))  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert re.search(
+        rf"^benchmark.py: TensorRT \S+ could not parse {re.escape(str(path))} \(.*\); its ONNX "
+        "parser's errors are above$",
+        result.stderr.splitlines()[-1],
+    ), result.stderr
+    assert not (tmp_path / "b.json").exists()  # nothing was measured, so nothing is written

@@ -1,34 +1,175 @@
-"""Command-line behaviour that needs no GPU: help, and a clean failure without TensorRT."""
+"""Every script's command line without a GPU: help, bad arguments refused before any work,
+clean failures without TensorRT or cuda-bindings, and one convention for exit codes."""
+
+import os
+import stat
 
 import pytest
 
-from tests.support import run_script
+from dynamic_shapes import cli
+from tests.support import (
+    CUDA_BINDINGS_BROKEN,
+    CUDA_BINDINGS_MISSING,
+    TENSORRT_MISSING,
+    run_script,
+    script_with_imports_failing,
+    with_imports_failing,
+)
+
+SCRIPTS = ["example.py", "build_model.py", "benchmark.py", "stress.py"]
+GPU_SCRIPTS = ["example.py", "benchmark.py", "stress.py"]
 
 
-def without_tensorrt(script):
-    """Arguments that run `script` in an interpreter where `import tensorrt` fails, as it does
-    on a machine without TensorRT, whether or not this one has it."""
-    return (
-        "-c",
-        "import runpy, sys; sys.modules['tensorrt'] = None; "
-        f"sys.argv = [{script!r}]; runpy.run_path({script!r}, run_name='__main__')",
-    )
-
-
-@pytest.mark.parametrize("script", ["example.py", "build_model.py", "benchmark.py", "stress.py"])
-def test_help_works_without_tensorrt(script):
-    result = run_script(script, "--help")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage:")
-
-
-@pytest.mark.parametrize("script", ["example.py", "benchmark.py", "stress.py"])
-def test_without_tensorrt_each_script_says_how_to_install_it_without_a_traceback(script):
-    result = run_script(*without_tensorrt(script))
-    assert result.returncode == 1
+def assert_one_clean_line(result, script, exit_code, starts):
+    """The convention: the exit code, nothing on stdout, one line on stderr, no traceback."""
+    assert result.returncode == exit_code, result.stdout + result.stderr
     assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert 1 <= len(lines) <= 2, result.stderr
-    assert lines[0].startswith(f"{script}: TensorRT is not usable")
-    assert "python3 -m pip install tensorrt" in lines[0]
     assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"{script}: {starts}"), result.stderr
+    return lines
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_works_without_tensorrt(script):
+    result = run_script(*script_with_imports_failing(script, TENSORRT_MISSING, "--help"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: {script}")
+    assert "--verbose" in result.stdout
+
+
+@pytest.mark.parametrize("script", GPU_SCRIPTS)
+def test_without_tensorrt_each_script_says_how_to_install_it(script):
+    result = run_script(*script_with_imports_failing(script, TENSORRT_MISSING))
+    lines = assert_one_clean_line(result, script, 1, "TensorRT is not usable")
+    assert "python3 -m pip install tensorrt" in lines[0]
+    assert len(lines) <= 2  # and, on a machine without a GPU, a line that says so
+
+
+@pytest.mark.parametrize("failure", [CUDA_BINDINGS_MISSING, CUDA_BINDINGS_BROKEN])
+@pytest.mark.parametrize("script", GPU_SCRIPTS)
+def test_without_working_cuda_bindings_each_script_says_how_to_install_them(script, failure):
+    result = run_script(*script_with_imports_failing(script, failure))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "cuda-bindings" in line]
+    assert line.startswith(f"{script}: cuda-bindings is not usable (")
+    assert line.endswith("install it with: python3 -m pip install 'cuda-bindings>=12.8'")
+
+
+def test_pytest_skips_gpu_tests_with_the_reason_when_cuda_bindings_are_broken():
+    test = "tests/test_dispatch.py::test_graphs_serve_the_static_profiles"
+    result = run_script(
+        *with_imports_failing(
+            CUDA_BINDINGS_BROKEN,
+            f"import pytest\nsys.exit(pytest.main(['-p', 'no:cacheprovider', '-rs', {test!r}]))",
+        )
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 skipped" in result.stdout
+    assert "needs TensorRT and a CUDA GPU: " in result.stdout
+    assert "cuda-bindings is not usable (libcudart.so.12" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (
+            "/nonexistent/x.onnx",
+            "cannot write /nonexistent/x.onnx: there is no folder /nonexistent",
+        ),
+        ("{tmp}", "{tmp} is a folder; name a file to write"),
+    ],
+)
+def test_build_model_refuses_an_output_it_cannot_write(tmp_path, where, message):
+    where, message = where.format(tmp=tmp_path), message.format(tmp=tmp_path)
+    result = run_script("build_model.py", "--output", where)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == f"build_model.py: error: argument --output: {message}"
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "message"),
+    [
+        ("benchmark.py", ["--json", "/nonexistent/dir/x.json"], "argument --json: cannot write"),
+        ("benchmark.py", ["--plot", "/nonexistent/x.png"], "argument --plot: cannot write"),
+        ("stress.py", ["--json", "/nonexistent/dir/x.json"], "argument --json: cannot write"),
+        ("example.py", ["--engine", "/nonexistent/x.engine"], "argument --engine: cannot write"),
+        ("benchmark.py", ["--warmup", "-5"], "argument --warmup: must be 0 or more: -5"),
+        ("stress.py", ["--warmup", "-5"], "argument --warmup: must be 0 or more: -5"),
+        ("stress.py", ["--threads", "0"], "argument --threads: must be 1 or more: 0"),
+        ("benchmark.py", ["--rounds", "x"], "argument --rounds: not an integer: 'x'"),
+        (
+            "benchmark.py",
+            ["--sections", "memory", "--plot", "x.png"],
+            "--plot draws latencies, and --sections memory measures none",
+        ),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(script, argv, message):
+    # Without TensorRT: a refusal that came after the GPU check would show as that instead.
+    result = run_script(*script_with_imports_failing(script, TENSORRT_MISSING, *argv))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"{script}: error: {message}"), result.stderr
+
+
+@pytest.mark.parametrize("script", ["example.py", "benchmark.py"])
+def test_a_bad_model_fails_with_exit_1_from_every_script(tmp_path, script):
+    model = tmp_path / "notes.onnx"
+    model.write_text("this is not a model\n")
+    result = run_script(script, "--model", str(model))
+    lines = assert_one_clean_line(result, script, 1, f"{model} is not an ONNX model")
+    assert len(lines) == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_an_output_folder_without_write_permission_is_refused(tmp_path):
+    tmp_path.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        result = run_script("build_model.py", "--output", str(tmp_path / "m.onnx"))
+    finally:
+        tmp_path.chmod(stat.S_IRWXU)
+    assert result.returncode == 2
+    assert "is not writable" in result.stderr
+
+
+# The convention itself, in-process.
+
+
+@pytest.fixture
+def args():
+    return cli.make_parser("tool.py", "A tool.").parse_args([])
+
+
+def raising(error):
+    def work():
+        raise error
+
+    return work
+
+
+def test_run_returns_what_the_work_returns(args):
+    assert cli.run(args, lambda: None) == 0
+    assert cli.run(args, lambda: 1) == 1
+
+
+def test_an_error_is_one_line_and_exit_1(args, capsys):
+    assert cli.run(args, raising(ValueError("the model has no graph"))) == 1
+    assert capsys.readouterr().err == "tool.py: the model has no graph\n"
+
+
+def test_ctrl_c_is_exit_130(args, capsys):
+    assert cli.run(args, raising(KeyboardInterrupt())) == 130
+    assert capsys.readouterr().err == "tool.py: interrupted\n"
+
+
+def test_verbose_adds_the_traceback(capsys):
+    verbose = cli.make_parser("tool.py", "A tool.").parse_args(["--verbose"])
+    assert cli.run(verbose, raising(RuntimeError("engine build failed"))) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.endswith("tool.py: engine build failed\n")
+
+
+def test_an_error_without_words_is_named_by_its_type(args, capsys):
+    assert cli.run(args, raising(MemoryError())) == 1
+    assert capsys.readouterr().err == "tool.py: MemoryError\n"

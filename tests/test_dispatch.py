@@ -1,5 +1,6 @@
 """The dispatcher on a real GPU: every path exact for every batch, under threads, and refusals."""
 
+import gc
 import random
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -7,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from dispatch import Dispatcher
-from scenario import build_engine, check_identity, random_images
+from dynamic_shapes.dispatch import Dispatcher
+from dynamic_shapes.engines import build_engine
+from scenario import MODEL_PATH, PROFILES, check_identity, random_images
 
 pytestmark = pytest.mark.gpu
 
@@ -21,7 +23,7 @@ CONFIGURATIONS = {
 
 @pytest.fixture(scope="module")
 def engine():
-    return build_engine()
+    return build_engine(MODEL_PATH, PROFILES)
 
 
 @pytest.fixture(params=list(CONFIGURATIONS))
@@ -113,3 +115,28 @@ def test_a_second_dispatcher_on_the_same_engine_is_refused_clearly(engine):
         pytest.raises(RuntimeError, match="another Dispatcher serves this engine"),
     ):
         Dispatcher(engine)
+
+
+def test_a_closed_dispatcher_says_so(engine):
+    dispatcher = Dispatcher(engine)
+    dispatcher.close()
+    dispatcher.close()  # a second close() is harmless
+    with pytest.raises(RuntimeError, match="this Dispatcher is closed; create a new one"):
+        dispatcher.infer(random_images(1))
+
+
+def test_a_dispatcher_nobody_closed_lets_go_of_its_engine_when_collected(engine):
+    from dynamic_shapes.gpu import device_memory
+
+    Dispatcher(engine).infer(random_images(128))  # never closed, and unreachable at once
+    gc.collect()
+    free_before, _ = device_memory()
+    with Dispatcher(engine) as dispatcher:  # refused while the first one held the engine
+        images = random_images(300)
+        check_identity(images, dispatcher.infer(images))
+    # The second one's buffers came back; had the first one's stayed, the loop below would
+    # keep growing instead of coming back to the same figure.
+    for _ in range(3):
+        Dispatcher(engine).infer(random_images(128))
+        gc.collect()
+    assert abs(device_memory()[0] - free_before) < 2**20

@@ -3,14 +3,10 @@
 import numpy as np
 import pytest
 
-from dispatch import check_outputs_fit, check_request, choose_profile, plan_chunks
-from scenario import PROFILES, batch_range, random_images
+from dynamic_shapes.dispatch import check_outputs_fit, check_request, choose_profile, plan_chunks
+from scenario import MODEL_INPUT, random_images, scenario_ranges
 
-RANGES = tuple((low, high) for low, _, high in map(batch_range, PROFILES.values()))
-
-
-def test_ranges_of_the_scenario():
-    assert RANGES == ((1, 1), (1, 32), (128, 128))
+RANGES = tuple(scenario_ranges().values())
 
 
 @pytest.mark.parametrize(
@@ -114,7 +110,7 @@ def test_check_request_refuses_with_what_was_expected(request_, message):
 
 
 def test_outputs_that_cannot_fit_in_host_memory_are_refused_clearly():
-    image_nbytes = 3 * 28 * 28 * 4
+    image_nbytes = MODEL_INPUT.item_nbytes
     check_outputs_fit(1000, 1000 * image_nbytes)
     with pytest.raises(MemoryError) as error:
         check_outputs_fit(10**9, 10**9 * image_nbytes)  # 8.6 TiB

@@ -8,26 +8,28 @@ from pathlib import Path
 
 import pytest
 
+from dynamic_shapes.engines import (
+    build_engine,
+    build_record,
+    create_contexts,
+    load_engine,
+    record_path,
+    save_engine,
+)
 from scenario import (
-    ENGINE_PATH,
+    BATCH_SIZES,
     INPUT_NAME,
     MODEL_PATH,
     OUTPUT_NAME,
     PROFILES,
-    batch_range,
-    build_engine,
-    build_record,
     check_identity,
-    create_contexts,
-    load_engine,
     random_images,
-    record_path,
-    save_engine,
 )
 from tests.support import run_script
 
 pytestmark = pytest.mark.gpu
 
+# The scenario table, as the engine must report it.
 EXPECTED_PROFILE_SHAPES = [
     ((1, 3, 28, 28), (1, 3, 28, 28), (1, 3, 28, 28)),
     ((1, 3, 28, 28), (4, 3, 28, 28), (32, 3, 28, 28)),
@@ -46,7 +48,7 @@ def profile_shapes(engine):
 
 @pytest.fixture(scope="module")
 def engine():
-    return build_engine()
+    return build_engine(MODEL_PATH, PROFILES)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def test_engine_has_exactly_the_three_profiles_of_the_table(engine):
 
 @pytest.mark.parametrize("use_case", list(PROFILES))
 def test_each_runner_returns_the_identity_for_every_batch_its_profile_allows(runners, use_case):
-    low, _, high = batch_range(PROFILES[use_case])
+    low, _, high = BATCH_SIZES[use_case]
     with runners[use_case] as runner:
         for batch in range(low, high + 1):
             images = random_images(batch, seed=batch)
@@ -78,7 +80,7 @@ def test_each_runner_returns_the_identity_for_every_batch_its_profile_allows(run
 def test_a_batch_outside_the_profile_is_refused_and_the_runner_still_works(runners, use_case):
     from polygraphy.exception import PolygraphyException
 
-    low, _, _ = batch_range(PROFILES[use_case])
+    low, _, _ = BATCH_SIZES[use_case]
     with runners[use_case] as runner:
         with pytest.raises(PolygraphyException):
             runner.infer({INPUT_NAME: random_images(OUTSIDE[use_case])})
@@ -90,7 +92,7 @@ def test_a_runner_over_an_owned_context_keeps_the_profile_set_after_activation()
     from polygraphy.backend.trt import TrtRunner
 
     # A separate engine: the `runners` contexts hold this module's engine's profiles.
-    *_, context = create_contexts(build_engine(), len(PROFILES))
+    *_, context = create_contexts(build_engine(MODEL_PATH, PROFILES), len(PROFILES))
     offline = TrtRunner(context)
     with offline:
         offline.set_profile(2)
@@ -100,8 +102,9 @@ def test_a_runner_over_an_owned_context_keeps_the_profile_set_after_activation()
         check_identity(images, offline.infer({INPUT_NAME: images})[OUTPUT_NAME])
 
 
-def test_example_runs_every_use_case_and_logs_no_errors():
-    result = run_script("example.py")
+def test_example_runs_every_use_case_logs_no_errors_and_inspect_lists_the_profiles(tmp_path):
+    engine_path = tmp_path / "dynamic_identity.engine"
+    result = run_script("example.py", "--engine", str(engine_path))
     assert result.returncode == 0, result.stdout + result.stderr
     for line in [
         "low latency      (profile 0): batch 1: Y == X exactly",
@@ -113,15 +116,10 @@ def test_example_runs_every_use_case_and_logs_no_errors():
     output = result.stdout + result.stderr
     assert not re.search(r"^\[E\]|Error|Traceback", output, re.MULTILINE), output
 
-
-def test_saved_engine_loads_and_inspect_lists_the_three_profiles():
-    if not ENGINE_PATH.exists():
-        assert run_script("example.py").returncode == 0
-    assert profile_shapes(load_engine(ENGINE_PATH)) == EXPECTED_PROFILE_SHAPES
-
+    assert profile_shapes(load_engine(engine_path)) == EXPECTED_PROFILE_SHAPES
     polygraphy = shutil.which("polygraphy", path=str(Path(sys.executable).parent))
     polygraphy = polygraphy or shutil.which("polygraphy")
-    result = run_script(polygraphy, "inspect", "model", str(ENGINE_PATH))
+    result = run_script(polygraphy, "inspect", "model", str(engine_path))
     assert result.returncode == 0, result.stderr
     assert "---- 3 Profile(s)" in result.stdout
     for index, (low, opt, high) in enumerate(EXPECTED_PROFILE_SHAPES):
@@ -131,7 +129,7 @@ def test_saved_engine_loads_and_inspect_lists_the_three_profiles():
 
 def test_an_interrupted_save_never_replaces_a_good_engine(engine, tmp_path, monkeypatch):
     path = tmp_path / "dynamic_identity.engine"
-    record = build_record(MODEL_PATH)
+    record = build_record(MODEL_PATH, PROFILES)
     save_engine(engine, path, record)
     good, good_record = path.read_bytes(), record_path(path).read_bytes()
 
@@ -148,8 +146,10 @@ def test_an_interrupted_save_never_replaces_a_good_engine(engine, tmp_path, monk
     assert profile_shapes(load_engine(path)) == EXPECTED_PROFILE_SHAPES
 
 
-def test_example_without_a_visible_gpu_says_so_without_a_traceback():
-    result = run_script("example.py", env={"CUDA_VISIBLE_DEVICES": ""})
+def test_example_without_a_visible_gpu_says_so_without_a_traceback(tmp_path):
+    result = run_script(
+        "example.py", "--engine", str(tmp_path / "x.engine"), env={"CUDA_VISIBLE_DEVICES": ""}
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("example.py: No CUDA GPU is visible"), result.stderr
     assert "Traceback" not in result.stderr

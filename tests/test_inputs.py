@@ -8,15 +8,10 @@ import onnx
 import onnx_graphsurgeon as gs
 import pytest
 
-from scenario import (
-    MODEL_INPUT,
-    MODEL_PATH,
-    TensorSpec,
-    check_model_fits_profiles,
-    read_model_input,
-    record_path,
-    reuse_verdict,
-)
+from dynamic_shapes.engines import record_path, reuse_verdict
+from dynamic_shapes.onnx_inputs import read_model_input
+from dynamic_shapes.tensors import TensorSpec
+from scenario import MODEL_INPUT, MODEL_PATH, check_model_fits_profiles
 from tests.support import run_script
 
 
@@ -52,10 +47,6 @@ def test_a_model_whose_input_does_not_fit_the_profiles_is_refused(tmp_path, kwar
     )
 
 
-def test_item_nbytes_is_the_size_of_one_image():
-    assert MODEL_INPUT.item_nbytes == 3 * 28 * 28 * 4
-
-
 def test_another_models_input_is_read(tmp_path):
     path = write_identity_model(tmp_path / "m.onnx", name="tokens", shape=("n", 16, 8))
     assert read_model_input(path) == TensorSpec("tokens", np.dtype(np.float32), (16, 8))
@@ -66,15 +57,24 @@ def bad_model_files(tmp_path):
     truncated.write_bytes(MODEL_PATH.read_bytes()[:60])
     not_onnx = tmp_path / "notes.onnx"
     not_onnx.write_text("this is not a model\n")
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    # Bytes that protobuf parses into a message without a graph.
+    graphless = tmp_path / "graphless.onnx"
+    graphless.write_bytes(onnx.ModelProto(ir_version=8).SerializeToString())
     return {
         "missing": (tmp_path / "missing.onnx", "no model at {path}"),
         "folder": (tmp_path, "{path} is a folder, not an ONNX model"),
         "not ONNX": (not_onnx, "{path} is not an ONNX model, or is truncated"),
         "truncated": (truncated, "{path} is not an ONNX model, or is truncated"),
+        "empty": (empty, "{path} is empty, not an ONNX model"),
+        "no graph": (graphless, "{path} is not an ONNX model: it holds no graph"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "folder", "not ONNX", "truncated"])
+@pytest.mark.parametrize(
+    "case", ["missing", "folder", "not ONNX", "truncated", "empty", "no graph"]
+)
 def test_bad_model_files_are_refused_by_example_py_in_one_line(tmp_path, case):
     path, message = bad_model_files(tmp_path)[case]
     result = run_script("example.py", "--model", str(path))
@@ -82,6 +82,31 @@ def test_bad_model_files_are_refused_by_example_py_in_one_line(tmp_path, case):
     assert result.stderr.startswith("example.py: " + message.format(path=path)), result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def model_with_input(path, value_info):
+    y = onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)
+    node = onnx.helper.make_node("Identity", ["X"], ["Y"])
+    graph = onnx.helper.make_graph([node], "g", [value_info], [y])
+    onnx.save(onnx.helper.make_model(graph), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        (None, "has no shape; export the model with input shapes, a dynamic batch first"),
+        ([], "is a scalar; a first, dynamic batch dimension is needed"),
+    ],
+)
+def test_an_input_without_a_batch_dimension_is_refused_saying_what_it_lacks(
+    tmp_path, shape, message
+):
+    x = onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, shape)
+    path = model_with_input(tmp_path / "m.onnx", x)
+    with pytest.raises(ValueError) as error:
+        read_model_input(path)
+    assert str(error.value) == f"input X of {path} {message}"
 
 
 def test_verbose_shows_the_traceback(tmp_path):
@@ -144,6 +169,12 @@ def test_a_record_from_another_json_key_order_still_matches(saved):
         (lambda e: e.unlink(), "there is no dynamic_identity.engine yet"),
         (lambda e: record_path(e).unlink(), f"{RECORD} is missing"),
         (lambda e: record_path(e).write_text("{not json"), f"{RECORD} is unreadable"),
+        (lambda e: record_path(e).write_text("null"), f"{RECORD} is unreadable"),
+        (lambda e: record_path(e).write_text("[]"), f"{RECORD} is unreadable"),
+        (
+            lambda e: record_path(e).write_text("{}"),
+            f"{RECORD} is incomplete (no engine_sha256, model_sha256, profiles, tensorrt, gpu)",
+        ),
         (lambda e: e.write_bytes(b"engine by"), "the engine file is not the one saved with it"),
         (lambda e: e.write_bytes(b""), "the engine file is not the one saved with it"),
         (

@@ -6,15 +6,14 @@ import os
 
 import pytest
 
-from scenario import (
-    MODEL_PATH,
-    PROFILES,
+from dynamic_shapes.engines import (
     build_engine,
     build_record,
     record_path,
     reuse_verdict,
     save_engine,
 )
+from scenario import MODEL_PATH, PROFILES
 from tests.support import run_script
 
 pytestmark = pytest.mark.gpu
@@ -22,13 +21,13 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def engine():
-    return build_engine()
+    return build_engine(MODEL_PATH, PROFILES)
 
 
 @pytest.fixture(scope="module")
 def good_engine_bytes(engine, tmp_path_factory):
     path = tmp_path_factory.mktemp("good") / "dynamic_identity.engine"
-    save_engine(engine, path, build_record(MODEL_PATH))
+    save_engine(engine, path, build_record(MODEL_PATH, PROFILES))
     return path.read_bytes()
 
 
@@ -48,7 +47,7 @@ def test_a_damaged_engine_file_raises_engine_load_error(good_engine_bytes, tmp_p
     # so, instead of taking the whole test run down with it.
     result = run_script(
         "-c",
-        "import sys; from scenario import EngineLoadError, load_engine\n"
+        "import sys; from dynamic_shapes.engines import EngineLoadError, load_engine\n"
         "try:\n    load_engine(sys.argv[1])\nexcept EngineLoadError as error:\n"
         "    print(error); sys.exit(3)",
         str(path),
@@ -113,7 +112,7 @@ def test_an_interrupted_record_write_makes_the_engine_rebuilt_not_trusted(
     engine, tmp_path, monkeypatch
 ):
     path = tmp_path / "dynamic_identity.engine"
-    wanted = build_record(MODEL_PATH)
+    wanted = build_record(MODEL_PATH, PROFILES)
     save_engine(engine, path, wanted)
     old_record = record_path(path).read_bytes()
     other = build_engine(MODEL_PATH, dict(list(PROFILES.items())[:2]))  # a different engine
@@ -137,7 +136,10 @@ def test_an_interrupted_record_write_makes_the_engine_rebuilt_not_trusted(
 
 def test_stress_quick_serves_every_request_exactly_and_leaks_nothing(tmp_path):
     out = tmp_path / "stress.json"
-    result = run_script("stress.py", "--quick", "--json", str(out), timeout=300)
+    engine = tmp_path / "dynamic_identity.engine"
+    result = run_script(
+        "stress.py", "--quick", "--json", str(out), "--engine", str(engine), timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(out.read_text())
     assert figures["load"]["requests_served"] == 8 * 250

@@ -1,20 +1,19 @@
-"""The scenario's profiles, batch checks and atomic writes (CPU only)."""
+"""The scenario's profiles and batch checks (CPU only)."""
 
-import os
 import re
 
 import numpy as np
 import pytest
 
 import example
+from dynamic_shapes.tensors import TensorSpec
 from scenario import (
+    BATCH_SIZES,
     PROFILES,
-    batch_range,
     check_batch_fits,
     check_identity,
-    describe_ranges,
+    profiles_for,
     random_images,
-    write_atomically,
 )
 
 # The scenario table, restated as the specification the code must match.
@@ -36,12 +35,17 @@ def test_profiles_are_the_scenario_table_in_index_order():
 def test_example_docstring_shows_the_same_table():
     rows = re.findall(r"^\s+([a-z ]+?)\s+(\d+)\s+(\d+)\s+(\d+)$", example.__doc__, re.MULTILINE)
     assert {name: tuple(map(int, sizes)) for name, *sizes in rows} == {
-        use_case: batch_range(profile) for use_case, profile in PROFILES.items()
+        use_case: (shapes.min[0], shapes.opt[0], shapes.max[0])
+        for use_case, shapes in ((u, p["X"]) for u, p in PROFILES.items())
     }
 
 
-def test_describe_ranges():
-    assert describe_ranges() == "low latency 1, dynamic batching 1..32, offline 128"
+def test_profiles_for_another_input_keep_the_batch_sizes():
+    profiles = profiles_for(TensorSpec("tokens", np.dtype(np.float32), (16, 8)))
+    assert list(profiles) == list(BATCH_SIZES)
+    shapes = profiles["dynamic batching"]["tokens"]
+    assert (shapes.min, shapes.opt, shapes.max) == ((1, 16, 8), (4, 16, 8), (32, 16, 8))
+    assert profiles["offline"]["tokens"].min == (128, 16, 8)
 
 
 @pytest.mark.parametrize(
@@ -79,30 +83,3 @@ def test_check_identity_refuses_any_difference():
         check_identity(images, changed)
     with pytest.raises(AssertionError):
         check_identity(images, images[:1])
-
-
-def test_write_atomically_writes_the_bytes_with_the_usual_mode(tmp_path):
-    path = tmp_path / "file.bin"
-    write_atomically(path, b"engine")
-    assert path.read_bytes() == b"engine"
-    umask = os.umask(0)
-    os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]
-
-
-@pytest.mark.parametrize("interruption", [KeyboardInterrupt, OSError])
-def test_interrupted_write_keeps_the_old_file_and_leaves_no_partial_one(
-    tmp_path, monkeypatch, interruption
-):
-    path = tmp_path / "file.bin"
-    write_atomically(path, b"good")
-
-    def interrupted(fd):
-        raise interruption("interrupted while the new bytes were half on disk")
-
-    monkeypatch.setattr(os, "fsync", interrupted)
-    with pytest.raises(interruption):
-        write_atomically(path, b"new but never completed")
-    assert path.read_bytes() == b"good"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]

@@ -3,7 +3,7 @@ Serves a batch of any size on the three-profile engine: each request goes to the
 fits it best, a batch no profile covers is split into chunks that do, and every profile runs
 on an execution context of its own.
 
-    with Dispatcher(load_engine()) as dispatcher:
+    with Dispatcher(load_engine("dynamic_identity.engine")) as dispatcher:
         outputs = dispatcher.infer(images)      # images: float32 [batch, 3, 28, 28], batch >= 1
 
 The splitting rule: take the largest batch size that some profile accepts and that is no
@@ -26,15 +26,18 @@ TensorRT and CUDA are imported when a Dispatcher is created; planning and reques
 without them.
 """
 
-import ctypes
 import functools
 import logging
 import threading
+import weakref
 from collections.abc import Mapping
 
 import numpy as np
 
-from scenario import MODEL_INPUT, PROFILES, TensorSpec, create_contexts, deactivate_runner
+from dynamic_shapes.engines import batch_ranges, create_contexts, deactivate_runner
+from dynamic_shapes.gpu import PinnedBuffer, check_cuda, cudart
+from dynamic_shapes.tensors import TensorSpec
+from scenario import MODEL_INPUT, PROFILES
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +124,6 @@ def plan_chunks(batch: int, ranges: tuple) -> tuple:
     return tuple(chunks)
 
 
-def profile_batch_ranges(engine, input_name) -> tuple:
-    """Each profile's (min, max) batch size, as the engine reports it, in profile-index order."""
-    ranges = []
-    for index in range(engine.num_optimization_profiles):
-        low, _, high = engine.get_tensor_profile_shape(input_name, index)
-        ranges.append((int(low[0]), int(high[0])))
-    return tuple(ranges)
-
-
 def check_request(request, spec: TensorSpec = MODEL_INPUT) -> np.ndarray:
     """Returns the batch of a request, an array or {input name: array}, or raises ValueError
     saying what was expected. Nothing is converted: a wrong dtype is refused, not cast."""
@@ -210,7 +204,7 @@ class Dispatcher:
         self.use_cases = list(use_cases)
         self.input, output_name, output_dtype = engine_io(engine)
         # The engine is the source of truth for what each profile accepts.
-        self.ranges = profile_batch_ranges(engine, self.input.name)
+        self.ranges = batch_ranges(engine, self.input.name)
         with _engines_lock:
             if id(engine) in _engines_in_use:
                 raise RuntimeError(
@@ -221,6 +215,9 @@ class Dispatcher:
             _engines_in_use[id(engine)] = engine
         self.engine = engine  # the contexts need it alive
         self._executors = []
+        # Runs once: at close(), or when a dispatcher nobody closed is garbage-collected, so
+        # that neither its GPU memory nor its claim on the engine outlives it.
+        self._release = weakref.finalize(self, release, self._executors, engine)
         try:
             for index, context in enumerate(create_contexts(engine, count)):
                 if path == "runner":
@@ -249,6 +246,8 @@ class Dispatcher:
     def infer(self, request, out: np.ndarray | None = None) -> np.ndarray:
         """Runs the request and returns its outputs in an array the caller owns, or in `out`
         (an array of the output's dtype and shape for this batch) when given."""
+        if not self._release.alive:
+            raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
         batch = check_request(request, self.input)
         shape = (len(batch), *self.output.item_shape)
         if out is None:
@@ -279,17 +278,22 @@ class Dispatcher:
 
     def close(self) -> None:
         """Frees every context, buffer, stream and graph. Safe to call more than once."""
-        while self._executors:
-            self._executors.pop().close()
-        with _engines_lock:
-            if _engines_in_use.get(id(self.engine)) is self.engine:
-                del _engines_in_use[id(self.engine)]
+        self._release()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+def release(executors: list, engine) -> None:
+    """Closes a dispatcher's executors and lets another dispatcher serve its engine."""
+    while executors:
+        executors.pop().close()
+    with _engines_lock:
+        if _engines_in_use.get(id(engine)) is engine:
+            del _engines_in_use[id(engine)]
 
 
 class RunnerExecutor:
@@ -314,38 +318,6 @@ class RunnerExecutor:
             if self._runner is not None and self._runner.is_active:
                 deactivate_runner(self._runner)
             self._runner = None  # and with it, the context
-
-
-@functools.cache
-def cudart():
-    """CUDA's runtime API, through NVIDIA's cuda-bindings (imported on first use)."""
-    from cuda.bindings import runtime
-
-    return runtime
-
-
-def check_cuda(result, what):
-    """cuda-bindings calls return (error, *values): raises on an error, returns the values."""
-    error, *values = result
-    if error != cudart().cudaError_t.cudaSuccess:
-        raise RuntimeError(f"{what} failed: {error.name}")
-    return values[0] if len(values) == 1 else values
-
-
-class PinnedBuffer:
-    """`nbytes` of page-locked host memory. Copies between the GPU and page-locked memory run
-    asynchronously and at full speed; from ordinary (pageable) memory they do neither."""
-
-    def __init__(self, nbytes):
-        self.nbytes = nbytes
-        self.address = check_cuda(cudart().cudaMallocHost(nbytes), "cudaMallocHost")
-
-    def as_array(self, dtype, shape) -> np.ndarray:
-        memory = (ctypes.c_byte * self.nbytes).from_address(self.address)
-        return np.frombuffer(memory, dtype, count=int(np.prod(shape))).reshape(shape)
-
-    def free(self):
-        cudart().cudaFreeHost(self.address)
 
 
 class LeanExecutor:

@@ -1,0 +1,15 @@
+"""
+What the scripts beside this package share, one module a concern. Modules import downwards only:
+
+    dispatch      serving any batch size on an engine's profiles           (serving floor)
+    engines       building, saving, loading and reusing an engine; contexts
+    onnx_inputs   what an ONNX model's input looks like
+    gpu           whether TensorRT and a CUDA GPU are usable; CUDA helpers
+    cli           one convention for every script: errors, exit codes, progress
+    files         writing files so that an interruption loses nothing
+    tensors       a tensor's name, dtype and per-item shape; random batches
+
+The scenario itself (the three use cases and their profiles) is scenario.py, beside
+example.py, where the walkthrough's reader finds it. TensorRT and CUDA are imported only
+inside the functions that need them, so everything that needs no GPU works without one.
+"""

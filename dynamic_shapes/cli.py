@@ -1,0 +1,111 @@
+"""One convention for every script: arguments, errors, exit codes and progress.
+
+Exit codes: 0 on success, 2 for bad arguments (argparse's), 1 for anything else that fails,
+130 on Ctrl-C. A failure is one line on stderr, `script: what went wrong`; `--verbose` adds
+the traceback.
+"""
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from dynamic_shapes.files import check_writable
+
+EXIT_FAILURE, EXIT_INTERRUPTED = 1, 130
+
+
+def make_parser(script_file, description) -> argparse.ArgumentParser:
+    """An argument parser for a script, with the --verbose every script takes; the arguments it
+    parses carry the script's name for run()."""
+    parser = argparse.ArgumentParser(
+        prog=Path(script_file).name,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show a traceback when something fails"
+    )
+    parser.set_defaults(prog=parser.prog)
+    return parser
+
+
+def add_model_argument(parser, default, accepts: str) -> None:
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=default,
+        help=f"ONNX model with {accepts} (default: %(default)s, written by build_model.py "
+        "when missing)",
+    )
+
+
+def run(args, work) -> int:
+    """Runs `work()` for a script whose parser (make_parser) gave `args`, and returns the exit
+    code: what `work` returns (None: 0), 1 with one line for any error, or 130 on Ctrl-C."""
+    try:
+        return work() or 0
+    except KeyboardInterrupt:
+        print_error(args.prog, "interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if args.verbose:
+            traceback.print_exc()
+        print_error(args.prog, error)
+        return EXIT_FAILURE
+
+
+def print_error(script: str, error) -> None:
+    """Prints an error for people on stderr: each of its lines after the script's name."""
+    for line in str(error).splitlines() or [type(error).__name__]:
+        print(f"{script}: {line}", file=sys.stderr)
+
+
+# Argument types: each refuses a bad value with argparse's exit code 2, before any work.
+
+
+def positive(text) -> int:
+    return _integer(text, 1, "1 or more")
+
+
+def non_negative(text) -> int:
+    return _integer(text, 0, "0 or more")
+
+
+def _integer(text, least, words) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {words}: {text}")
+    return value
+
+
+def output_file(text) -> Path:
+    """A path a file can be written to: checked now, so that a long run cannot end with
+    nowhere to put its results."""
+    try:
+        return check_writable(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+class Progress:
+    """One status line on stderr, rewritten in place on a terminal."""
+
+    def __init__(self):
+        self.start = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, text):
+        line = f"[{time.monotonic() - self.start:5.1f} s] {text}"
+        if self.tty:
+            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def done(self):
+        if self.tty:
+            print(file=sys.stderr)

@@ -1,0 +1,71 @@
+"""What an ONNX model's input looks like: one input, a dynamic batch first, fixed dimensions
+after it. Read from the file alone; nothing is built or run."""
+
+from pathlib import Path
+
+import numpy as np
+
+from dynamic_shapes.tensors import TensorSpec
+
+
+def read_model_input(model_path) -> TensorSpec:
+    """The one input of an ONNX model, whose first dimension must be a dynamic batch and the
+    others fixed; ValueError says what does not fit."""
+    import onnx
+
+    path = Path(model_path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an ONNX model")
+    if not path.is_file():
+        raise ValueError(f"no model at {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty, not an ONNX model")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError and others: not ONNX, or cut short
+        raise ValueError(f"{path} is not an ONNX model, or is truncated ({error})") from error
+    # Protobuf parses many byte strings into some message; an ONNX model has a graph.
+    if not model.HasField("graph"):
+        raise ValueError(f"{path} is not an ONNX model: it holds no graph")
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        names = [i.name for i in inputs]
+        raise ValueError(f"{path} has {len(inputs)} inputs {names}; one is needed")
+    (tensor,) = inputs
+    return TensorSpec(tensor.name, input_dtype(tensor, path), item_shape(tensor, path))
+
+
+def item_shape(tensor, path) -> tuple:
+    """The fixed dimensions after the dynamic batch dimension of an input."""
+    where = f"input {tensor.name} of {path}"
+    if not tensor.type.tensor_type.HasField("shape"):
+        raise ValueError(
+            f"{where} has no shape; export the model with input shapes, a dynamic batch first"
+        )
+    dims = tensor.type.tensor_type.shape.dim
+    if not dims:
+        raise ValueError(f"{where} is a scalar; a first, dynamic batch dimension is needed")
+    if dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+        raise ValueError(
+            f"{where} has a fixed first dimension ({dims[0].dim_value}); a dynamic batch "
+            "dimension is needed there (export the model with a dynamic axis)"
+        )
+    if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims[1:]):
+        raise ValueError(
+            f"{where} has dynamic dimensions after the batch "
+            f"({[d.dim_param or d.dim_value for d in dims]}); only the batch may be dynamic"
+        )
+    return tuple(d.dim_value for d in dims[1:])
+
+
+def input_dtype(tensor, path) -> np.dtype:
+    import onnx
+
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.type.tensor_type.elem_type))
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"input {tensor.name} of {path} has element type "
+            f"{tensor.type.tensor_type.elem_type}, which has no NumPy dtype"
+        ) from None
