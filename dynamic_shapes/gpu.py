@@ -3,11 +3,12 @@ through NVIDIA's cuda-bindings: page-locked memory, free memory, the GPU's name.
 
 import ctypes
 import functools
+import re
 
 import numpy as np
 
 TENSORRT_INSTALL = "python3 -m pip install tensorrt"
-CUDA_BINDINGS_INSTALL = "python3 -m pip install 'cuda-bindings>=12.8'"
+CUDA_BINDINGS_INSTALL = "python3 -m pip install 'cuda-bindings>=12.8,<13'"
 
 
 class GpuStackMissing(RuntimeError):
@@ -39,16 +40,60 @@ def require_gpu_stack() -> None:
 def cuda_device_problems(runtime) -> list:
     error, count = runtime.cudaGetDeviceCount()
     if error == runtime.cudaError_t.cudaErrorInsufficientDriver:
-        return [
-            "No usable NVIDIA driver (cudaErrorInsufficientDriver): install one; if yours "
-            "predates CUDA 13, run: python3 -m pip install 'cuda-bindings<13'"
-        ]
+        return [driver_problem(runtime)]
     if error != runtime.cudaError_t.cudaSuccess or count == 0:
         return [
             f"No CUDA GPU is visible ({error.name}, {count} devices): check nvidia-smi "
             "and CUDA_VISIBLE_DEVICES"
         ]
     return []
+
+
+def driver_problem(runtime) -> str:
+    """Why the driver cannot serve these cuda-bindings, and what to do about it."""
+    from cuda import bindings
+
+    error, version = runtime.cudaDriverGetVersion()
+    major = bindings.__version__.split(".")[0]
+    needs = f"cuda-bindings {bindings.__version__} needs a driver for CUDA {major}"
+    if error != runtime.cudaError_t.cudaSuccess or version == 0:
+        return f"No NVIDIA driver is usable (cudaErrorInsufficientDriver; {needs}): install one"
+    return (
+        f"The NVIDIA driver supports CUDA {version // 1000}.{version % 1000 // 10}, and {needs}:"
+        f" install cuda-bindings for your driver: {CUDA_BINDINGS_INSTALL} (or update the driver)"
+    )
+
+
+def version_tuple(version: str) -> tuple:
+    """(8, 6, 0) for '8.6.0', (0, 53, 6) for '0.53.6.post1': the first three numbers."""
+    return tuple(int(number) for number in re.findall(r"\d+", version)[:3])
+
+
+def installed_polygraphy_problem() -> str | None:
+    """polygraphy_problem() for the TensorRT and Polygraphy installed here."""
+    import polygraphy
+    import tensorrt
+
+    return polygraphy_problem(tensorrt.__version__, polygraphy.__version__)
+
+
+def polygraphy_problem(tensorrt_version: str, polygraphy_version: str) -> str | None:
+    """Why `polygraphy inspect model` fails on this project's engines with this pair of
+    versions, and the fix; None where the pair works."""
+    tensorrt, polygraphy = version_tuple(tensorrt_version), version_tuple(polygraphy_version)
+    if tensorrt < (10,) and polygraphy >= (0, 50):
+        return (
+            f"Polygraphy {polygraphy_version} cannot `inspect model` a TensorRT "
+            f"{tensorrt_version} engine with several profiles; for TensorRT 8, run: "
+            "python3 -m pip install -c constraints-tensorrt8.txt -r requirements.txt"
+        )
+    if tensorrt >= (11,) and polygraphy < (0, 53, 6):
+        return (
+            f"Polygraphy {polygraphy_version} predates TensorRT {tensorrt_version}: its "
+            "`inspect model` reads engine.device_memory_size, which TensorRT 11 removed; run: "
+            "python3 -m pip install -U 'polygraphy>=0.53.6'"
+        )
+    return None
 
 
 @functools.cache

@@ -54,7 +54,7 @@ def test_without_working_cuda_bindings_each_script_says_how_to_install_them(scri
     assert "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if "cuda-bindings" in line]
     assert line.startswith(f"{script}: cuda-bindings is not usable (")
-    assert line.endswith("install it with: python3 -m pip install 'cuda-bindings>=12.8'")
+    assert line.endswith("install it with: python3 -m pip install 'cuda-bindings>=12.8,<13'")
 
 
 def test_pytest_skips_gpu_tests_with_the_reason_when_cuda_bindings_are_broken():
