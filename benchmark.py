@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """
-Measures the trade-offs the walkthrough states, on this GPU, for the scenario's model or yours:
+Measures the trade-offs the walkthrough states, on this GPU, for the scenario's two models
+(the identity, and a compute-heavy convnet with the same input) or yours:
 
   1. narrow vs wide profiles      latency on the three-profile engine vs one wide profile (1..128)
   2. shape switching              alternating batch sizes in one profile vs a fixed size
@@ -11,16 +12,19 @@ Measures the trade-offs the walkthrough states, on this GPU, for the scenario's 
 
 Every latency is one request, end to end: host-to-device copy, inference, device-to-host copy
 and a synchronize before the clock is read. Variants compared with each other run in
-alternating rounds, so that drift in the machine's speed affects them alike.
+alternating rounds, so that drift in the machine's speed affects them alike. After each
+comparison, every path's outputs are checked against ONNX Runtime. Engines are saved beside
+each model and reused while they fit; a build says so while it runs.
 
-    python3 benchmark.py                      # dynamic_identity.onnx, about 1-2 minutes
-    python3 benchmark.py --quick              # a smoke run, well under 30 s
+    python3 benchmark.py                      # both models, about 3-4 minutes
+    python3 benchmark.py --quick              # a smoke run
     python3 benchmark.py --model yours.onnx --json yours.json --plot yours.png
 """
 
 import argparse
 import cProfile
 import datetime
+import hashlib
 import importlib.util
 import json
 import platform
@@ -36,7 +40,13 @@ import numpy as np
 from build_model import ensure_model
 from dynamic_shapes import cli
 from dynamic_shapes.dispatch import Dispatcher, choose_profile
-from dynamic_shapes.engines import batch_ranges, build_engine, create_contexts, deactivate_runner
+from dynamic_shapes.engines import (
+    batch_ranges,
+    context_memory_size,
+    create_contexts,
+    deactivate_runner,
+    load_or_build_engine,
+)
 from dynamic_shapes.files import write_atomically
 from dynamic_shapes.gpu import (
     PinnedBuffer,
@@ -47,8 +57,9 @@ from dynamic_shapes.gpu import (
     require_gpu_stack,
 )
 from dynamic_shapes.onnx_inputs import read_model_input
+from dynamic_shapes.reference import OnnxRuntimeReference, largest_difference, mismatch
 from dynamic_shapes.tensors import random_batch
-from scenario import MODEL_PATH, profile, profiles_for, scenario_ranges
+from scenario import HERE, MODELS, profile, profiles_for, scenario_ranges
 
 SECTIONS = (
     "narrow_vs_wide",
@@ -161,30 +172,83 @@ def section_tables(key: str, section: dict) -> list:
     return [table]
 
 
-def report(results: dict) -> str:
-    """The human-readable tables for whatever sections the results hold, each followed by
-    what it left out and why."""
+def model_report(model: dict) -> str:
+    """The tables of one model's sections, each followed by what it left out and why."""
     out = []
     for key in SECTIONS:
-        if key in results:
-            out += section_tables(key, results[key])
-            out += [f"note: {note}\n" for note in results[key].get("notes", [])]
+        if key in model:
+            out += section_tables(key, model[key])
+            notes = model[key].get("notes", [])
+            if notes:
+                out.append("".join(f"note: {note}\n" for note in notes))
+    return "\n".join(out)
+
+
+def ratio(stats: dict, numerator: str, denominator: str) -> str:
+    return f"{stats[numerator]['median_us'] / stats[denominator]['median_us']:.2f}x"
+
+
+def trade_offs(model: dict) -> dict:
+    """{claim: figure} for the walkthrough's four trade-offs, from one model's sections."""
+    rows = {}
+    for batch, stats in model.get("narrow_vs_wide", {}).get("by_batch", {}).items():
+        rows[f"1. one wide profile vs three narrow, batch {batch}"] = ratio(
+            stats, "one wide profile (1..128)", "three narrow profiles"
+        )
+    if "shape_switching" in model:
+        cost = model["shape_switching"]["cost_per_switch_us"]
+        rows["2. a shape switch in one profile, us"] = f"{cost:.1f}"
+    if "profile_switching" in model:
+        section = model["profile_switching"]
+        rows["3. a profile switch in one context, us"] = f"{section['cost_per_switch_us']:.1f}"
+        rows["3. one context switching vs one per profile"] = f"{section['ratio']:.2f}x"
+    if "memory" in model:
+        memory = model["memory"]["context_reported_mib"]
+        rows["4. GPU memory of each execution context, MiB"] = f"{memory:.2f}"
+    if "runner_activation" in model:
+        rows["5. TrtRunner making its context vs given one"] = ratio(
+            model["runner_activation"]["stats"], "creating its own context", "over an owned context"
+        )
+    return rows
+
+
+def report(results: dict) -> str:
+    """Every model's tables and, for several models, their trade-offs side by side."""
+    out = []
+    for name, model in results["models"].items():
+        out.append(f"##### {name}: {model['path']}, input {model['input']}\n")
+        out.append(model_report(model))
+        if "largest_difference_from_onnx_runtime" in model:
+            out.append(
+                f"Every path's outputs checked against ONNX Runtime, {model['checked']}: the "
+                f"largest difference was {model['largest_difference_from_onnx_runtime']:.3g}\n"
+            )
+    if len(results["models"]) > 1:
+        columns = {name: trade_offs(model) for name, model in results["models"].items()}
+        claims = list(dict.fromkeys(claim for rows in columns.values() for claim in rows))
+        rows = [[claim, *(rows.get(claim, "-") for rows in columns.values())] for claim in claims]
+        title = "The trade-offs, side by side (medians)"
+        out.append(format_table(title, ["trade-off", *columns], rows))
     return "\n".join(out)
 
 
 def latency_panels(results: dict) -> list:
-    """(title, {variant: stats}) for each latency table in the results."""
+    """(title, {variant: stats}) for each latency table of each model."""
     panels = []
-    for key, title in [("narrow_vs_wide", "1. narrow vs wide"), ("convenience", "6. convenience")]:
-        for batch, stats in results.get(key, {}).get("by_batch", {}).items():
-            panels.append((f"{title}, batch {batch}", stats))
-    for key, title in [
-        ("shape_switching", "2. shape switching"),
-        ("profile_switching", "3. profile switching"),
-        ("runner_activation", "5. runner activation"),
-    ]:
-        if key in results:
-            panels.append((title, results[key]["stats"]))
+    for name, model in results["models"].items():
+        for key, title in [
+            ("narrow_vs_wide", "1. narrow vs wide"),
+            ("convenience", "6. convenience"),
+        ]:
+            for batch, stats in model.get(key, {}).get("by_batch", {}).items():
+                panels.append((f"{name}: {title}, batch {batch}", stats))
+        for key, title in [
+            ("shape_switching", "2. shape switching"),
+            ("profile_switching", "3. profile switching"),
+            ("runner_activation", "5. runner activation"),
+        ]:
+            if key in model:
+                panels.append((f"{name}: {title}", model[key]["stats"]))
     return panels
 
 
@@ -320,49 +384,27 @@ class BareLoop:
 
 
 class Reference:
-    """What every measured path must return, checked after it was timed. For the scenario's
-    identity model: the inputs, bit for bit. For another model: what Polygraphy's TrtRunner
-    returns on its own copy of the three-profile engine, within a tolerance, since engines
-    built apart may pick different kernels, whose float sums round differently."""
+    """What every measured path must return, checked after it was timed: what ONNX Runtime
+    computes on the CPU for the same inputs, bit for bit for the identity model and within
+    dynamic_shapes.reference's tolerance for any other."""
 
-    RTOL, ATOL = 1e-3, 1e-4
-
-    def __init__(self, engines, identity: bool):
-        self.engines, self.identity = engines, identity
-        self._runners = self._ranges = None
-
-    def expected(self, inputs) -> dict:
-        from polygraphy.backend.trt import TrtRunner
-
-        if self._runners is None:
-            engine = Engines.load(self.engines.narrow)
-            self._ranges = batch_ranges(engine, self.engines.spec.name)
-            self._runners = [
-                TrtRunner(context, optimization_profile=index)
-                for index, context in enumerate(create_contexts(engine, len(self._ranges)))
-            ]
-        runner = self._runners[choose_profile(len(inputs), self._ranges)]
-        runner.activate()
-        try:
-            return {n: v.copy() for n, v in runner.infer({self.engines.spec.name: inputs}).items()}
-        finally:
-            deactivate_runner(runner)
+    def __init__(self, model_path, spec, exact: bool):
+        self.run = OnnxRuntimeReference(model_path)
+        self.spec, self.exact = spec, exact
+        self._cache = {}  # the same inputs come back, checked for several paths
+        self.largest_difference = 0.0  # over every check, for the report
 
     def check(self, what: str, inputs, outputs: dict) -> None:
         """Raises AssertionError, naming the path, unless its outputs are the expected ones."""
-        expected = None if self.identity else self.expected(inputs)
-        for name, output in outputs.items():
-            want = inputs if self.identity else expected[name]
-            same = output.shape == want.shape and (
-                np.array_equal(output, want)
-                if self.identity
-                else np.allclose(output, want, rtol=self.RTOL, atol=self.ATOL)
-            )
-            if not same:
-                raise AssertionError(
-                    f"{what}: output {name} is wrong (compared with "
-                    f"{'its input' if self.identity else 'TrtRunner'}); its figures are void"
-                )
+        key = (inputs.shape, hashlib.sha1(np.ascontiguousarray(inputs)).hexdigest())
+        if key not in self._cache:
+            self._cache[key] = self.run({self.spec.name: np.ascontiguousarray(inputs)})
+        problem = mismatch(outputs, self._cache[key], self.exact)
+        if problem is None:
+            found = largest_difference(outputs, self._cache[key])
+            self.largest_difference = max(self.largest_difference, found)
+        if problem:
+            raise AssertionError(f"{what}: {problem} (ONNX Runtime); its figures are void")
 
     def check_loop(self, what: str, loop: BareLoop, batch: int) -> None:
         loop.run(batch)
@@ -390,17 +432,31 @@ def interleave(variants: dict, settings, progress, label) -> dict:
 
 
 class Engines:
-    """The built engines, serialized. TensorRT lets only one live execution context use each
-    profile of an engine, so every variant that needs contexts loads an engine of its own."""
+    """The model's engines, serialized: the scenario's three profiles, and one wide profile.
+    Each is saved beside the model (or in `engine_dir`) and reused while its record holds.
+    TensorRT lets only one live execution context use each profile of an engine, so every
+    variant that needs contexts loads an engine of its own from these bytes."""
 
-    def __init__(self, model, spec, progress):
+    def __init__(self, model, spec, engine_dir, progress):
         from polygraphy.backend.trt import bytes_from_engine
+        from polygraphy.logger import G_LOGGER
 
-        self.spec = spec
-        progress(f"building the three-profile engine for {model.name}")
-        self.narrow = bytes_from_engine(build_engine(model, profiles_for(spec)))
-        progress(f"building the one-wide-profile engine for {model.name}")
-        self.wide = bytes_from_engine(build_engine(model, {"wide": profile(spec, *WIDE_RANGE)}))
+        self.spec, self.lines = spec, []
+        folder = engine_dir or model.parent
+        serialized = {}
+        for kind, suffix, profiles in [
+            ("narrow", ".engine", profiles_for(spec)),
+            ("wide", ".wide.engine", {"wide": profile(spec, *WIDE_RANGE)}),
+        ]:
+            # Polygraphy's build log would bury the report; its warnings and errors still show.
+            with G_LOGGER.verbosity(G_LOGGER.WARNING):
+                engine, how = load_or_build_engine(
+                    model, folder / f"{model.stem}{suffix}", profiles, progress=progress
+                )
+            progress(how)
+            self.lines.append(how)
+            serialized[kind] = bytes_from_engine(engine)
+        self.narrow, self.wide = serialized["narrow"], serialized["wide"]
 
     @staticmethod
     def load(serialized):
@@ -528,10 +584,7 @@ def measure_memory(engines, reference, settings, progress) -> dict:
         before, _ = device_memory()
         contexts += create_contexts(engine, 1)
         contexts_measured.append((before - device_memory()[0]) / mib)
-    # TensorRT 10.1 added the _v2 name, and 11 removed the old one.
-    reported = getattr(engine, "device_memory_size_v2", None)
-    if reported is None:
-        reported = engine.device_memory_size
+    reported = context_memory_size(engine)
     return {
         "engine_measured_mib": engine_measured,
         "plan_mib": len(engines.narrow) / mib,
@@ -681,6 +734,7 @@ MEASURE = {
 
 def environment() -> dict:
     import cuda.bindings
+    import onnxruntime
     import polygraphy
     import tensorrt as trt
 
@@ -701,6 +755,7 @@ def environment() -> dict:
         "tensorrt": trt.__version__,
         "polygraphy": polygraphy.__version__,
         "cuda_bindings": cuda.bindings.__version__,
+        "onnxruntime": onnxruntime.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
         "commit": git_commit(),
@@ -713,7 +768,7 @@ def git_commit() -> str | None:
     """The commit of this checkout, with '+changes' when files differ from it; None outside git."""
     try:
         run = partial(
-            subprocess.run, cwd=MODEL_PATH.parent, capture_output=True, text=True, check=True,
+            subprocess.run, cwd=HERE, capture_output=True, text=True, check=True,
             timeout=30,
         )  # fmt: skip
         commit = run(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
@@ -752,9 +807,29 @@ def section_names(text) -> tuple:
     return names
 
 
+def model_choice(text) -> tuple:
+    """(name, path, exact) for a model the scripts know by name, or an ONNX file's path."""
+    if text in MODELS:
+        return text, MODELS[text], text == "identity"
+    return Path(text).stem, Path(text), False
+
+
 def parse_args(argv=None):
     parser = cli.make_parser(__file__, __doc__)
-    cli.add_model_argument(parser, MODEL_PATH, "one input whose first dimension is a dynamic batch")
+    parser.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        type=model_choice,
+        help=f"a model to measure, by name ({', '.join(MODELS)}, written when missing) or as "
+        "an ONNX file with one input whose first dimension is a dynamic batch; repeat it for "
+        "several (default: every named model)",
+    )
+    parser.add_argument(
+        "--engine-dir",
+        type=Path,
+        help="where the engines are saved and reused (default: beside each model)",
+    )
     parser.add_argument(
         "--batch-sizes",
         type=batch_sizes,
@@ -787,7 +862,9 @@ def parse_args(argv=None):
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 3 rounds of 20 calls, 5 warm-up calls"
     )
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.engine_dir is not None and not args.engine_dir.is_dir():
+        parser.error(f"argument --engine-dir: there is no folder {args.engine_dir}")
     if args.plot:
         if not set(args.sections) & set(LATENCY_SECTIONS):
             parser.error(
@@ -796,6 +873,10 @@ def parse_args(argv=None):
             )
         if importlib.util.find_spec("matplotlib") is None:
             parser.error("--plot needs matplotlib: python3 -m pip install matplotlib")
+    args.models = args.models or [model_choice(name) for name in MODELS]
+    names = [name for name, _, _ in args.models]
+    if len(set(names)) < len(names):
+        parser.error(f"argument --model: two models named alike in {names}")
     if args.quick:
         args.rounds, args.reps, args.warmup = 3, 20, 5
     args.narrow_vs_wide_batches = args.batch_sizes or NARROW_VS_WIDE_BATCHES
@@ -809,36 +890,51 @@ def main(argv=None) -> int:
 
 
 def run(args) -> None:
-    ensure_model(args.model)
-    spec = read_model_input(args.model)
+    # Every model is checked before the GPU is: a bad file fails the same on any machine.
+    specs = {}
+    for name, path, _ in args.models:
+        ensure_model(path)
+        specs[name] = read_model_input(path)
     require_gpu_stack()
 
     progress = cli.Progress()
-    engines = Engines(args.model, spec, progress)
-    reference = Reference(engines, identity=args.model.resolve() == MODEL_PATH)
     results = {
         "environment": environment(),
-        "model": str(args.model),
-        "input": {"name": spec.name, "dtype": str(spec.dtype), "item_shape": spec.item_shape},
         "settings": {"rounds": args.rounds, "reps": args.reps, "warmup": args.warmup},
+        "models": {},
+        "complete": False,
     }
     try:
-        for section in args.sections:
-            results[section] = MEASURE[section](engines, reference, args, progress)
+        for name, path, exact in args.models:
+            spec = specs[name]
+            engines = Engines(path, spec, args.engine_dir, progress)
+            reference = Reference(path, spec, exact)
+            model = results["models"][name] = {
+                "path": str(path),
+                "input": spec.describe(),
+                "checked": "bit for bit" if exact else "within a tolerance",
+                "engines": engines.lines,
+            }
+            for section in args.sections:
+                model[section] = MEASURE[section](engines, reference, args, progress)
+                model["largest_difference_from_onnx_runtime"] = reference.largest_difference
+        results["complete"] = True
     finally:
         progress.done()
-        # Whatever was measured is kept, also when a later section fails or is interrupted.
-        measured = [section for section in args.sections if section in results]
-        results["complete"] = len(measured) == len(args.sections)
+        # Whatever was measured is kept, also when a later step fails or is interrupted.
+        measured = [
+            f"{name} {section}"
+            for name, model in results["models"].items()
+            for section in SECTIONS
+            if section in model
+        ]
         if measured:
             write_atomically(args.json, json.dumps(results, indent=2, default=float).encode())
             if not results["complete"]:
                 print(f"Kept the figures of {', '.join(measured)} in {args.json}", file=sys.stderr)
 
-    print(
-        f"{results['environment']['summary']}; {args.model.name}, input {spec.describe()}; "
-        f"{args.rounds} rounds x {args.reps} calls\n"
-    )
+    settings = f"{args.rounds} rounds x {args.reps} calls"
+    print(f"{results['environment']['summary']}; {settings}\n")
     print(report(results))
     print(f"Wrote {args.json}")
     if args.plot:

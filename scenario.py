@@ -16,6 +16,11 @@ from dynamic_shapes.tensors import TensorSpec, random_batch
 HERE = Path(__file__).resolve().parent
 MODEL_PATH = HERE / "dynamic_identity.onnx"
 ENGINE_PATH = HERE / "dynamic_identity.engine"
+# A compute-heavy network with the same input, for what the identity cannot show (kernels whose
+# choice depends on the batch size, activation memory). 28 MB of weights: built on demand.
+CONVNET_PATH = HERE / "dynamic_convnet.onnx"
+# The models the scripts know by name.
+MODELS = {"identity": MODEL_PATH, "convnet": CONVNET_PATH}
 
 INPUT_NAME = "X"
 OUTPUT_NAME = "Y"

@@ -6,7 +6,9 @@ the traceback.
 """
 
 import argparse
+import contextlib
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -29,16 +31,6 @@ def make_parser(script_file, description) -> argparse.ArgumentParser:
     )
     parser.set_defaults(prog=parser.prog)
     return parser
-
-
-def add_model_argument(parser, default, accepts: str) -> None:
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=default,
-        help=f"ONNX model with {accepts} (default: %(default)s, written by build_model.py "
-        "when missing)",
-    )
 
 
 def run(args, work) -> int:
@@ -105,6 +97,25 @@ class Progress:
             print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
         else:
             print(line, file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def ticking(self, text, every=5.0):
+        """Says `text` now, and again every `every` seconds until the block ends: a slow step
+        (an engine build) shows that it is still going."""
+        stop = threading.Event()
+
+        def tick():
+            while not stop.wait(every):
+                self(f"{text} ...")
+
+        self(text)
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ticker.join()
 
     def done(self):
         if self.tty:

@@ -2,9 +2,11 @@
 optimization profile per use case, saved with a record of what it was built from, by and for,
 reused only while that record still holds, and served through execution contexts."""
 
+import contextlib
 import datetime
 import hashlib
 import json
+import time
 from pathlib import Path
 
 from dynamic_shapes.files import write_atomically
@@ -143,11 +145,13 @@ def save_engine(engine, path, record: dict) -> None:
     write_atomically(record_path(path), (json.dumps(record, indent=2) + "\n").encode())
 
 
-def load_or_build_engine(model_path, engine_path, profiles: dict, rebuild=False):
+def load_or_build_engine(model_path, engine_path, profiles: dict, rebuild=False, progress=None):
     """Reuses the engine at `engine_path` if it was built from the same model and profiles by
-    this TensorRT for this GPU model; otherwise builds and saves one. Returns the engine and a
-    line that says which happened, and why."""
+    this TensorRT for this GPU model; otherwise builds and saves one, saying so through
+    `progress` (a cli.Progress) while it builds. Returns the engine and a line that says which
+    happened, and why."""
     wanted = build_record(model_path, profiles)
+    name = Path(engine_path).name
     reason = "a rebuild was asked for" if rebuild else reuse_verdict(engine_path, wanted)
     if reason is None:
         try:
@@ -156,12 +160,14 @@ def load_or_build_engine(model_path, engine_path, profiles: dict, rebuild=False)
             reason = str(error)
         else:
             return engine, (
-                f"Reusing {Path(engine_path).name}: same model and profiles, "
+                f"Reusing {name}: same model and profiles, "
                 f"TensorRT {wanted['tensorrt']}, {wanted['gpu']}"
             )
-    engine = build_engine(model_path, profiles)
+    start = time.monotonic()
+    with progress.ticking(f"building {name}") if progress else contextlib.nullcontext():
+        engine = build_engine(model_path, profiles)
     save_engine(engine, engine_path, wanted)
-    return engine, f"Built {Path(engine_path).name} because {reason}"
+    return engine, f"Built {name} in {time.monotonic() - start:.1f} s because {reason}"
 
 
 def batch_ranges(engine, input_name) -> tuple:
@@ -172,6 +178,13 @@ def batch_ranges(engine, input_name) -> tuple:
         low, _, high = engine.get_tensor_profile_shape(input_name, index)
         ranges.append((int(low[0]), int(high[0])))
     return tuple(ranges)
+
+
+def context_memory_size(engine) -> int:
+    """Bytes of GPU memory each execution context of the engine takes for its activations (the
+    most any profile needs). TensorRT 10.1 renamed the attribute; 11 removed the old name."""
+    size = getattr(engine, "device_memory_size_v2", None)
+    return engine.device_memory_size if size is None else size
 
 
 def create_contexts(engine, count: int) -> list:

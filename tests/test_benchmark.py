@@ -3,6 +3,7 @@ end-to-end runs (GPU)."""
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -11,6 +12,7 @@ import pytest
 
 import benchmark
 from dynamic_shapes.onnx_inputs import read_model_input
+from scenario import CONVNET_PATH, MODEL_PATH
 from tests.support import run_script
 
 
@@ -52,6 +54,11 @@ def test_refuses_models_it_cannot_benchmark(tmp_path, inputs, message):
 
 def test_arguments_defaults_and_quick():
     args = benchmark.parse_args([])
+    assert args.models == [
+        ("identity", MODEL_PATH, True),  # checked bit for bit
+        ("convnet", CONVNET_PATH, False),  # checked within a tolerance
+    ]
+    assert args.engine_dir is None  # beside each model
     assert (args.rounds, args.reps, args.warmup) == (10, 200, 50)
     assert args.narrow_vs_wide_batches == (1, 4, 16, 32, 128)
     assert args.convenience_batches == (1, 4, 32, 128)
@@ -60,6 +67,11 @@ def test_arguments_defaults_and_quick():
     assert (quick.rounds, quick.reps, quick.warmup) == (3, 20, 5)
     assert quick.narrow_vs_wide_batches == quick.convenience_batches == (2, 8)
     assert quick.sections == ("memory",)
+    yours = benchmark.parse_args(["--model", "models/yours.onnx", "--model", "identity"])
+    assert yours.models == [
+        ("yours", Path("models/yours.onnx"), False),
+        benchmark.model_choice("identity"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -69,6 +81,8 @@ def test_arguments_defaults_and_quick():
         (["--batch-sizes", "0,4"], "batch sizes must be 1 or more"),
         (["--sections", "memory,speed"], "unknown section(s) ['speed']"),
         (["--reps", "0"], "must be 1 or more"),
+        (["--model", "identity", "--model", "identity"], "two models named alike"),
+        (["--engine-dir", "/nonexistent"], "argument --engine-dir: there is no folder"),
     ],
 )
 def test_bad_arguments_are_refused(argv, message, capsys):
@@ -86,16 +100,19 @@ def test_summarize_gives_median_and_percentiles_in_microseconds():
     assert stats["samples"] == 100
 
 
-def synthetic_results():
-    def stats(median):
-        return benchmark.summarize([median * 1000 + d for d in (-100, 0, 0, 100, 900)])
+def stats(median):
+    return benchmark.summarize([median * 1000 + d for d in (-100, 0, 0, 100, 900)])
 
+
+def synthetic_model(wide_us, context_mib):
     return {
-        "environment": {"summary": "Some GPU, TensorRT 9.9, 2026-11-24"},
+        "path": "m.onnx",
+        "input": "X float32 [batch, 3, 28, 28]",
         "narrow_vs_wide": {
             "by_batch": {
-                1: {"three narrow profiles": stats(20), "one wide profile (1..128)": stats(30)}
-            }
+                1: {"three narrow profiles": stats(20), "one wide profile (1..128)": stats(wide_us)}
+            },
+            "notes": ["batch 256 left out: the narrow profiles accept 1, 1..32, 128"],
         },
         "shape_switching": {
             "stats": {
@@ -118,8 +135,8 @@ def synthetic_results():
         "memory": {
             "engine_measured_mib": 2.0,
             "plan_mib": 0.01,
-            "contexts_measured_mib": [0.0, 2.0, 0.0],
-            "context_reported_mib": 0.0,
+            "contexts_measured_mib": [context_mib] * 3,
+            "context_reported_mib": context_mib,
         },
         "runner_activation": {
             "stats": {"over an owned context": stats(100), "creating its own context": stats(400)},
@@ -135,9 +152,17 @@ def synthetic_results():
     }
 
 
+def synthetic_results():
+    return {
+        "environment": {"summary": "Some GPU, TensorRT 9.9, 2026-11-24"},
+        "models": {"identity": synthetic_model(30, 0.0), "convnet": synthetic_model(44, 49.0)},
+    }
+
+
 def test_report_shows_a_table_per_measurement_with_ratios():
     text = benchmark.report(synthetic_results())
     for title in [
+        "##### identity: m.onnx, input X float32 [batch, 3, 28, 28]",
         "=== 1. Narrow vs wide profiles, batch 1",
         "=== 2. Shape switching",
         "=== 3. Low-latency and offline requests",
@@ -156,35 +181,64 @@ def test_report_shows_a_table_per_measurement_with_ratios():
     assert text.index("=== 6. The cost of convenience") < text.index("note: batch 64")
 
 
+def test_the_report_puts_the_models_trade_offs_side_by_side():
+    text = benchmark.report(synthetic_results())
+    table = text[text.index("=== The trade-offs, side by side") :].splitlines()
+    assert table[1].split() == ["trade-off", "identity", "convnet"]
+    # Columns are two or more spaces apart; a claim has single spaces only.
+    rows = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line) for line in table[3:])}
+    assert rows["1. one wide profile vs three narrow, batch 1"] == ["1.50x", "2.20x"]
+    assert rows["4. GPU memory of each execution context, MiB"] == ["0.00", "49.00"]
+    assert rows["5. TrtRunner making its context vs given one"] == ["4.00x", "4.00x"]
+    one = {"environment": {}, "models": {"identity": synthetic_model(30, 0.0)}}
+    assert "side by side" not in benchmark.report(one)
+
+
 def test_latency_panels_skip_what_was_not_measured():
     results = synthetic_results()
     titles = [title for title, _ in benchmark.latency_panels(results)]
-    assert titles == [
-        "1. narrow vs wide, batch 1",
-        "6. convenience, batch 1",
-        "2. shape switching",
-        "3. profile switching",
-        "5. runner activation",
+    assert titles[:5] == [
+        "identity: 1. narrow vs wide, batch 1",
+        "identity: 6. convenience, batch 1",
+        "identity: 2. shape switching",
+        "identity: 3. profile switching",
+        "identity: 5. runner activation",
     ]
-    only_memory = {"environment": results["environment"], "memory": results["memory"]}
-    assert benchmark.latency_panels(only_memory) == []
+    assert len(titles) == 10
+    memory = {"memory": results["models"]["identity"]["memory"]}
+    assert benchmark.latency_panels({"models": {"identity": memory}}) == []
 
 
 @pytest.mark.gpu
-def test_quick_run_end_to_end_writes_every_section(tmp_path):
+def test_quick_run_of_both_models_checks_and_writes_every_section(tmp_path):
+    convnet = tmp_path / "dynamic_convnet.onnx"
+    assert (
+        run_script("build_model.py", "--model", "convnet", "--output", str(convnet)).returncode == 0
+    )
     path = tmp_path / "quick.json"
-    result = run_script("benchmark.py", "--quick", "--json", str(path), timeout=300)
+    argv = ["--model", "identity", "--model", str(convnet), "--engine-dir", str(tmp_path)]
+    result = run_script("benchmark.py", *argv, "--quick", "--json", str(path), timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     results = json.loads(path.read_bytes())
-    assert set(benchmark.SECTIONS) <= set(results) and results["complete"]
+    assert results["complete"] and list(results["models"]) == ["identity", "dynamic_convnet"]
     assert results["environment"]["tensorrt"]
-    for batch, stats in results["convenience"]["by_batch"].items():
-        assert int(batch) in benchmark.CONVENIENCE_BATCHES
-        assert all(s["median_us"] > 0 for s in stats.values())
-        # Graph rows only where the profile is static (batch 1 and 128).
-        assert ("dispatcher, CUDA graphs" in stats) == (int(batch) in (1, 128))
+    for model in results["models"].values():
+        assert set(benchmark.SECTIONS) <= set(model)
+        for batch, stats in model["convenience"]["by_batch"].items():
+            assert int(batch) in benchmark.CONVENIENCE_BATCHES
+            assert all(s["median_us"] > 0 for s in stats.values())
+            # Graph rows only where the profile is static (batch 1 and 128).
+            assert ("dispatcher, CUDA graphs" in stats) == (int(batch) in (1, 128))
+    # Activation memory: none for the identity, some for every context of the convnet.
+    assert results["models"]["identity"]["memory"]["context_reported_mib"] == 0
+    assert results["models"]["dynamic_convnet"]["memory"]["context_reported_mib"] > 1
     assert "=== 6. The cost of convenience, batch 128" in result.stdout
     assert "note: batch 4: no CUDA-graph rows; its profile accepts 1..32" in result.stdout
+    assert "=== The trade-offs, side by side (medians)" in result.stdout
+    # A second run reuses the four engines instead of building them again.
+    again = run_script("benchmark.py", *argv, "--sections", "memory", "--json", str(path))
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("Reusing ") == 4 and "Built " not in again.stderr
 
 
 @pytest.mark.gpu
