@@ -634,16 +634,18 @@ def profile_calls(call, count) -> list:
     return rows
 
 
-def stage(request, staging, out):
+def stage(request, staged_request, staged_outputs, out):
     """The host-side work of a staged request, without the GPU: the request copied into
-    page-locked memory, and as many bytes copied out into the caller's array."""
-    np.copyto(staging, request)
-    np.copyto(out, staging)
+    page-locked memory, and the outputs copied from page-locked memory into the caller's
+    array."""
+    np.copyto(staged_request, request)
+    np.copyto(out, staged_outputs)
 
 
 def dispatcher_variants(dispatchers, index, request, staging) -> dict:
     """The dispatcher's rows for a request that profile `index` serves: the lean path, with
-    `out=`, the host staging copies alone and, where that profile is static, CUDA graphs."""
+    `out=`, the host staging copies alone (through `staging`, page-locked buffers for the
+    inputs and the outputs) and, where that profile is static, CUDA graphs."""
     lean, graphs = dispatchers["lean"], dispatchers["graphs"]
     out = lean.infer(request)
     variants = {
@@ -655,7 +657,11 @@ def dispatcher_variants(dispatchers, index, request, staging) -> dict:
         variants["dispatcher, CUDA graphs, out="] = partial(graphs.infer, request, out=out)
     # What the dispatcher adds to a bare loop at large batches: the host copies between the
     # caller's arrays and the page-locked staging buffers.
-    variants["staging copies alone (no GPU)"] = partial(stage, request, staging, out)
+    staged_request = staging[0].as_array(request.dtype, request.shape)
+    staged_outputs = staging[1].as_array(out.dtype, out.shape)
+    variants["staging copies alone (no GPU)"] = partial(
+        stage, request, staged_request, staged_outputs, out
+    )
     return variants
 
 
@@ -680,7 +686,11 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
         notes.append(f"dispatcher rows left out: {unsupported}")
     pageable = engines.bare_loops(engines.narrow, pinned=False)
     pinned = engines.bare_loops(engines.narrow, pinned=True)
-    staging_buffer = PinnedBuffer(max(settings.convenience_batches) * spec.item_nbytes)
+    largest = max(settings.convenience_batches)
+    staging = [
+        PinnedBuffer(largest * tensor.item_nbytes)
+        for tensor in ([spec, dispatchers["lean"].output] if dispatchers else [])
+    ]
     by_batch = {}
     try:
         for batch in settings.convenience_batches:
@@ -691,7 +701,6 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
             request = random_batch(spec, batch, seed=batch)
             variants = {"TrtRunner.infer": partial(runners[index].infer, {spec.name: request})}
             if dispatchers:
-                staging = staging_buffer.as_array(spec.dtype, request.shape)
                 variants.update(dispatcher_variants(dispatchers, index, request, staging))
                 if "dispatcher, CUDA graphs" not in variants:
                     notes.append(
@@ -718,7 +727,8 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
         for runner in runners:
             deactivate_runner(runner)
         close_all([*dispatchers.values(), *pageable, *pinned])
-        staging_buffer.free()
+        for buffer in staging:
+            buffer.free()
     return {"by_batch": by_batch, "notes": notes, "trtrunner_profile": top}
 
 
@@ -890,12 +900,17 @@ def main(argv=None) -> int:
 
 
 def run(args) -> None:
-    # Every model is checked before the GPU is: a bad file fails the same on any machine.
-    specs = {}
-    for name, path, _ in args.models:
-        ensure_model(path)
-        specs[name] = read_model_input(path)
+    # A model file is checked before the GPU is, since a bad one fails the same on any
+    # machine; a named model that is missing is written only once there is a GPU to run it.
+    missing = {
+        name for name, path, _ in args.models if path in MODELS.values() and not path.exists()
+    }
+    specs = {name: read_model_input(path) for name, path, _ in args.models if name not in missing}
     require_gpu_stack()
+    for name, path, _ in args.models:
+        if name in missing:
+            ensure_model(path)
+            specs[name] = read_model_input(path)
 
     progress = cli.Progress()
     results = {

@@ -7,6 +7,7 @@ import stat
 import pytest
 
 from dynamic_shapes import cli
+from scenario import CONVNET_PATH
 from tests.support import (
     CUDA_BINDINGS_BROKEN,
     CUDA_BINDINGS_MISSING,
@@ -40,7 +41,10 @@ def test_help_works_without_tensorrt(script):
 
 @pytest.mark.parametrize("script", GPU_SCRIPTS)
 def test_without_tensorrt_each_script_says_how_to_install_it(script):
+    convnet_existed = CONVNET_PATH.exists()
     result = run_script(*script_with_imports_failing(script, TENSORRT_MISSING))
+    # A run that cannot happen writes nothing: not even the convnet benchmark.py measures.
+    assert CONVNET_PATH.exists() == convnet_existed
     lines = assert_one_clean_line(result, script, 1, "TensorRT is not usable")
     assert "python3 -m pip install tensorrt" in lines[0]
     assert len(lines) <= 2  # and, on a machine without a GPU, a line that says so
