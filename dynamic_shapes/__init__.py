@@ -3,8 +3,9 @@ What the scripts beside this package share, one module a concern. Modules import
 
     dispatch      serving any batch size on an engine's profiles           (serving floor)
     engines       building, saving, loading and reusing an engine; contexts
+    reference     ONNX Runtime on the CPU, and comparing results with it
     onnx_inputs   what an ONNX model's input looks like
-    gpu           whether TensorRT and a CUDA GPU are usable; CUDA helpers
+    gpu           whether TensorRT, cuda-bindings and a GPU are usable; CUDA helpers
     cli           one convention for every script: errors, exit codes, progress
     files         writing files so that an interruption loses nothing
     tensors       a tensor's name, dtype and per-item shape; random batches

@@ -1,5 +1,6 @@
-"""Whether TensorRT and a CUDA GPU are usable, and the CUDA runtime calls the project makes,
-through NVIDIA's cuda-bindings: page-locked memory, free memory, the GPU's name."""
+"""Whether TensorRT, cuda-bindings and a CUDA GPU are usable here (and which version pairs are
+known to fail, with the fix), and the CUDA runtime calls the project makes through NVIDIA's
+cuda-bindings: page-locked memory, free memory, the GPU's name."""
 
 import ctypes
 import functools
