@@ -23,6 +23,7 @@ from dynamic_shapes.gpu import installed_polygraphy_problem, require_gpu_stack
 from scenario import (
     ENGINE_PATH,
     INPUT_NAME,
+    MODEL_INPUT,
     MODEL_PATH,
     OUTPUT_NAME,
     PROFILES,
@@ -130,7 +131,7 @@ def parse_args(argv=None):
         "--model",
         type=Path,
         default=MODEL_PATH,
-        help="an identity model with input X float32 [batch, 3, 28, 28] (default: %(default)s)",
+        help=f"an identity model with input {MODEL_INPUT.describe()} (default: %(default)s)",
     )
     parser.add_argument(
         "--engine",
