@@ -59,7 +59,14 @@ from dynamic_shapes.gpu import (
 from dynamic_shapes.onnx_inputs import read_model_input
 from dynamic_shapes.reference import OnnxRuntimeReference, largest_difference, mismatch
 from dynamic_shapes.tensors import random_batch
-from scenario import HERE, MODELS, profile, profiles_for, scenario_ranges
+from scenario import (
+    HERE,
+    MODELS,
+    describe_batch_ranges,
+    profile,
+    profiles_for,
+    scenario_ranges,
+)
 
 SECTIONS = (
     "narrow_vs_wide",
@@ -482,7 +489,7 @@ def close_all(closables) -> None:
 
 
 RANGES = tuple(scenario_ranges().values())
-ACCEPTED = ", ".join(f"{low}..{high}" if low < high else str(low) for low, high in RANGES)
+ACCEPTED = describe_batch_ranges(scenario_ranges())
 
 
 def measure_narrow_vs_wide(engines, reference, settings, progress) -> dict:
