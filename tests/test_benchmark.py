@@ -100,6 +100,9 @@ def test_summarize_gives_median_and_percentiles_in_microseconds():
     assert stats["samples"] == 100
 
 
+ACCEPTED = "low latency 1, dynamic batching 1..32, offline 128"
+
+
 def stats(median):
     return benchmark.summarize([median * 1000 + d for d in (-100, 0, 0, 100, 900)])
 
@@ -112,9 +115,7 @@ def synthetic_model(wide_us, context_mib):
             "by_batch": {
                 1: {"three narrow profiles": stats(20), "one wide profile (1..128)": stats(wide_us)}
             },
-            "notes": [
-                "batch 256 left out: the narrow profiles accept low latency 1, dynamic batching 1..32, offline 128"
-            ],
+            "notes": [f"batch 256 left out: the narrow profiles accept {ACCEPTED}"],
         },
         "shape_switching": {
             "stats": {
@@ -146,9 +147,7 @@ def synthetic_model(wide_us, context_mib):
         },
         "convenience": {
             "by_batch": {1: {"TrtRunner.infer": stats(1200), benchmark.BASELINE: stats(20)}},
-            "notes": [
-                "batch 64 left out: no profile accepts it (low latency 1, dynamic batching 1..32, offline 128)"
-            ],
+            "notes": [f"batch 64 left out: no profile accepts it ({ACCEPTED})"],
             "trtrunner_profile": [
                 {"function": "runner.py:1 infer", "us_per_infer": 500.0, "calls_per_infer": 1}
             ],
@@ -181,10 +180,7 @@ def test_report_shows_a_table_per_measurement_with_ratios():
     assert "cost per shape switch: 2.5 us" in text
     assert "cost per profile switch: 20.0 us" in text
     # What a section left out is said, after its tables.
-    assert (
-        "note: batch 64 left out: no profile accepts it (low latency 1, dynamic batching 1..32, offline 128)"
-        in text
-    )
+    assert f"note: batch 64 left out: no profile accepts it ({ACCEPTED})" in text
     assert text.index("=== 6. The cost of convenience") < text.index("note: batch 64")
 
 
