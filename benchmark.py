@@ -32,6 +32,7 @@ import pstats
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -49,11 +50,11 @@ from dynamic_shapes.engines import (
 )
 from dynamic_shapes.files import write_atomically
 from dynamic_shapes.gpu import (
-    PinnedBuffer,
     check_cuda,
     cudart,
     device_memory,
     gpu_name,
+    page_locked_empty,
     require_gpu_stack,
 )
 from dynamic_shapes.onnx_inputs import read_model_input
@@ -75,11 +76,21 @@ SECTIONS = (
     "memory",
     "runner_activation",
     "convenience",
+    "contexts",
 )
 NARROW_VS_WIDE_BATCHES = (1, 4, 16, 32, 128)
 CONVENIENCE_BATCHES = (1, 4, 32, 128)
 WIDE_RANGE = (1, 4, 128)  # min, opt, max batch of the single wide profile
 BASELINE = "bare loop, page-locked"
+# The floors under it: the copies alone, which the link sets, and the inference alone, which
+# is all a GPU-resident request needs.
+COPIES = "bare copies alone, page-locked (no inference)"
+GPU_BASELINE = "bare execute, GPU-resident"
+# Section 7: threads sending requests for one profile at once, to 1 context or to CONTEXTS.
+CONTEXTS = 4
+CONTEXT_THREADS = 8
+CONTEXT_ROUNDS = 3
+CONTEXTS_BATCHES = (4, 128)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,11 +104,18 @@ def summarize(samples_ns) -> dict:
     return {"median_us": median, "p90_us": p90, "p99_us": p99, "samples": len(samples)}
 
 
-def latency_rows(stats: dict, baseline: str) -> list:
-    """Table rows of latency statistics, with each median's ratio to the baseline's."""
+def floor_of(variant: str) -> str:
+    """The bare loop a serving path is held against: the one with the same memory."""
+    return GPU_BASELINE if "GPU-resident" in variant else BASELINE
+
+
+def latency_rows(stats: dict, baseline) -> list:
+    """Table rows of latency statistics, with each median's ratio to the baseline's (a
+    variant's name, or a function giving each variant's)."""
     rows = []
     for variant, s in stats.items():
-        ratio = s["median_us"] / stats[baseline]["median_us"]
+        floor = baseline(variant) if callable(baseline) else baseline
+        ratio = s["median_us"] / stats[floor]["median_us"]
         rows.append(
             [variant, f"{s['median_us']:.1f}", f"{s['p90_us']:.1f}", f"{s['p99_us']:.1f}",
              f"{ratio:.2f}x"]
@@ -119,6 +137,7 @@ def format_table(title: str, header: list, rows: list) -> str:
     return "\n".join([f"=== {title}", line(header), rule, *map(line, rows), ""])
 
 
+FLOOR_NOTE = f"vs floor: against {BASELINE}; GPU-resident rows against {GPU_BASELINE}\n"
 LATENCY_HEADER = ["variant", "median us", "p90 us", "p99 us", "vs first"]
 TITLES = {
     "narrow_vs_wide": "1. Narrow vs wide profiles",
@@ -126,21 +145,45 @@ TITLES = {
     "profile_switching": "3. Low-latency and offline requests, alternating (one pair per sample)",
     "memory": "4. GPU memory (MiB): measured as free memory lost, and as TensorRT reports it",
     "runner_activation": "5. TrtRunner activate + deactivate",
-    "convenience": "6. The cost of convenience",
+    "convenience": "6. Serving paths and the floors under them",
+    "contexts": "7. Concurrent requests for one profile: one context, or several",
 }
 
 
 def section_tables(key: str, section: dict) -> list:
     """The tables of one section of the results."""
     title = TITLES[key]
+    if key == "contexts":
+        header = ["memory, contexts", "requests/s", "images/s", "vs 1 context"]
+        return [
+            format_table(
+                f"{title}, batch {batch}, {section['threads']} threads",
+                header,
+                [
+                    [
+                        name,
+                        f"{r['requests_per_s']:.0f}",
+                        f"{r['images_per_s']:.0f}",
+                        f"{r['vs_one_context']:.2f}x",
+                    ]
+                    for name, r in rates.items()
+                ],
+            )
+            for batch, rates in section["by_batch"].items()
+        ]
     if key in ("narrow_vs_wide", "convenience"):
-        header = LATENCY_HEADER if key == "narrow_vs_wide" else [*LATENCY_HEADER[:-1], "vs bare"]
-        baseline = "three narrow profiles" if key == "narrow_vs_wide" else BASELINE
+        header = LATENCY_HEADER if key == "narrow_vs_wide" else [*LATENCY_HEADER[:-1], "vs floor"]
+        baseline = "three narrow profiles" if key == "narrow_vs_wide" else floor_of
         tables = [
             format_table(
                 f"{title}, batch {batch}: per-request latency",
                 header,
                 latency_rows(stats, baseline),
+            )
+            + (
+                f"vs floor: against {BASELINE}; GPU-resident rows against {GPU_BASELINE}\n"
+                if key == "convenience"
+                else ""
             )
             for batch, stats in section["by_batch"].items()
         ]
@@ -216,6 +259,12 @@ def trade_offs(model: dict) -> dict:
         rows["5. TrtRunner making its context vs given one"] = ratio(
             model["runner_activation"]["stats"], "creating its own context", "over an owned context"
         )
+    for batch, rates in model.get("contexts", {}).get("by_batch", {}).items():
+        for name, rate in rates.items():
+            if not name.endswith(", 1 context"):
+                rows[f"7. {name} vs 1, requests/s, batch {batch}"] = (
+                    f"{rate['vs_one_context']:.2f}x"
+                )
     return rows
 
 
@@ -304,17 +353,14 @@ class BareLoop:
             if engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT
         }
         self.stream = check_cuda(rt.cudaStreamCreate(), "cudaStreamCreate")
-        self.device, self.host, self._pinned = {}, {}, []
+        self.device, self.host = {}, {}
         self.request = random_batch(spec, max_batch, seed=max_batch)
         self.select_profile(profile_index)
         self.resize(max_batch)
         for name, nbytes in self.nbytes.items():
             self.device[name] = check_cuda(rt.cudaMalloc(nbytes), "cudaMalloc")
-            if pinned:
-                self._pinned.append(PinnedBuffer(nbytes))
-                self.host[name] = self._pinned[-1].as_array(np.uint8, (nbytes,))
-            else:
-                self.host[name] = np.empty(nbytes, np.uint8)
+            empty = page_locked_empty if pinned else np.empty
+            self.host[name] = empty((nbytes,), np.uint8)
         self.host[spec.name][:] = self.request.reshape(-1).view(np.uint8)
         self.address = {name: array.ctypes.data for name, array in self.host.items()}
         self.bind()
@@ -342,7 +388,9 @@ class BareLoop:
         self.batch = None
         self.bind()
 
-    def run(self, batch):
+    def run(self, batch, copies=True, inference=True):
+        """One request: its copies and inference (the default), the copies alone (the floor
+        the link sets), or the inference alone (the floor for GPU-resident requests)."""
         rt = cudart()
         if batch != self.batch:
             self.resize(batch)
@@ -351,15 +399,16 @@ class BareLoop:
             rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
         )
         name = self.spec.name
-        check_cuda(
-            rt.cudaMemcpyAsync(
-                self.device[name], self.address[name], self.nbytes[name], h2d, self.stream
-            ),
-            "cudaMemcpyAsync",
-        )
-        if not self.context.execute_async_v3(int(self.stream)):
+        if copies:
+            check_cuda(
+                rt.cudaMemcpyAsync(
+                    self.device[name], self.address[name], self.nbytes[name], h2d, self.stream
+                ),
+                "cudaMemcpyAsync",
+            )
+        if inference and not self.context.execute_async_v3(int(self.stream)):
             raise RuntimeError("TensorRT's execute_async_v3 failed; see its log above")
-        for name in self.outputs:
+        for name in self.outputs if copies else ():
             check_cuda(
                 rt.cudaMemcpyAsync(
                     self.address[name], self.device[name], self.nbytes[name], d2h,
@@ -385,8 +434,6 @@ class BareLoop:
         rt.cudaStreamSynchronize(self.stream)
         for address in self.device.values():
             rt.cudaFree(address)
-        for buffer in self._pinned:
-            buffer.free()
         rt.cudaStreamDestroy(self.stream)
 
 
@@ -644,32 +691,90 @@ def profile_calls(call, count) -> list:
 def stage(request, staged_request, staged_outputs, out):
     """The host-side work of a staged request, without the GPU: the request copied into
     page-locked memory, and the outputs copied from page-locked memory into the caller's
-    array."""
+    array, in one thread."""
     np.copyto(staged_request, request)
     np.copyto(out, staged_outputs)
 
 
-def dispatcher_variants(dispatchers, index, request, staging) -> dict:
-    """The dispatcher's rows for a request that profile `index` serves: the lean path, with
-    `out=`, the host staging copies alone (through `staging`, page-locked buffers for the
-    inputs and the outputs) and, where that profile is static, CUDA graphs."""
-    lean, graphs = dispatchers["lean"], dispatchers["graphs"]
-    out = lean.infer(request)
-    variants = {
-        "dispatcher, lean": partial(lean.infer, request),
-        "dispatcher, lean, out=": partial(lean.infer, request, out=out),
-    }
-    if graphs.use_cases[index] in graphs.graph_use_cases:
-        variants["dispatcher, CUDA graphs"] = partial(graphs.infer, request)
-        variants["dispatcher, CUDA graphs, out="] = partial(graphs.infer, request, out=out)
-    # What the dispatcher adds to a bare loop at large batches: the host copies between the
-    # caller's arrays and the page-locked staging buffers.
-    staged_request = staging[0].as_array(request.dtype, request.shape)
-    staged_outputs = staging[1].as_array(out.dtype, out.shape)
-    variants["staging copies alone (no GPU)"] = partial(
-        stage, request, staged_request, staged_outputs, out
+def gpu_arrays():
+    """CuPy, for the GPU-resident rows, or None where it is not installed."""
+    try:
+        import cupy
+    except ImportError:
+        return None
+    return cupy
+
+
+GPU_ARRAYS_MISSING = (
+    "GPU-resident rows left out: they need CuPy (python3 -m pip install -r "
+    "requirements-gpu-arrays.txt)"
+)
+# Dispatchers measured in section 6, each on an engine of its own.
+DISPATCHERS = {"graphs": {"cuda_graphs": True}, "no graphs": {"cuda_graphs": False}}
+
+
+class Requests:
+    """One request of `batch` images in each kind of memory, with page-locked and GPU arrays
+    for its outputs."""
+
+    def __init__(self, dispatcher, spec, batch, cupy):
+        self.pageable = random_batch(spec, batch, seed=batch)
+        self.pageable_out = dispatcher.infer(self.pageable)
+        self.page_locked = dispatcher.page_locked_inputs(batch)
+        self.page_locked[spec.name][:] = self.pageable
+        self.page_locked_out = dispatcher.page_locked_outputs(batch)
+        self.on_gpu = self.on_gpu_out = None
+        if cupy is not None:
+            self.on_gpu = cupy.asarray(self.pageable)
+            self.on_gpu_out = {
+                s.name: cupy.empty((batch, *s.item_shape), s.dtype) for s in dispatcher.outputs
+            }
+
+
+def dispatcher_variants(dispatchers, index, requests) -> dict:
+    """The dispatcher's rows for a request that profile `index` serves, in each memory; with
+    CUDA graphs where that profile has one."""
+    graphs = dispatchers["graphs"]
+    static = graphs.use_cases[index] in graphs.graph_use_cases
+    variants = {}
+    for name, dispatcher in dispatchers.items():
+        if name == "graphs" and not static:
+            continue
+        suffix = ", CUDA graph" if name == "graphs" else ""
+        # The default: the caller's ordinary array in, a new array out.
+        variants[f"dispatcher, pageable{suffix}"] = partial(dispatcher.infer, requests.pageable)
+        variants[f"dispatcher, page-locked{suffix}"] = partial(
+            dispatcher.infer, requests.page_locked, out=requests.page_locked_out
+        )
+    plain = dispatchers["no graphs"]
+    variants["dispatcher, pageable, out="] = partial(
+        plain.infer, requests.pageable, out=requests.pageable_out
     )
+    if requests.on_gpu is not None:
+        variants["dispatcher, GPU-resident"] = partial(
+            plain.infer, requests.on_gpu, out=requests.on_gpu_out
+        )
     return variants
+
+
+def check_dispatchers(reference, dispatchers, requests, batch) -> None:
+    """Checks every dispatcher's outputs, from every kind of memory, against ONNX Runtime."""
+    inputs = requests.pageable
+    for name, dispatcher in dispatchers.items():
+        what = f"dispatcher ({name}), batch {batch}"
+        outputs = dispatcher.infer(inputs)
+        reference.check(f"{what}, pageable", inputs, by_output(dispatcher, outputs))
+        dispatcher.infer(requests.page_locked, out=requests.page_locked_out)
+        reference.check(f"{what}, page-locked", inputs, requests.page_locked_out)
+        if requests.on_gpu is not None:
+            dispatcher.infer(requests.on_gpu, out=requests.on_gpu_out)
+            outputs = {name: array.get() for name, array in requests.on_gpu_out.items()}
+            reference.check(f"{what}, GPU-resident", inputs, outputs)
+
+
+def by_output(dispatcher, outputs) -> dict:
+    """{output name: array} for what Dispatcher.infer returned."""
+    return outputs if isinstance(outputs, dict) else {dispatcher.output_names[0]: outputs}
 
 
 def measure_convenience(engines, reference, settings, progress) -> dict:
@@ -685,19 +790,17 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
         runner.activate()
     notes, dispatchers = [], {}
     try:
-        dispatchers["lean"] = Dispatcher(Engines.load(engines.narrow), cuda_graphs=False)
-        dispatchers["graphs"] = Dispatcher(Engines.load(engines.narrow), cuda_graphs=True)
+        for name, options in DISPATCHERS.items():
+            dispatchers[name] = Dispatcher(Engines.load(engines.narrow), **options)
     except ValueError as unsupported:
         close_all(dispatchers.values())
         dispatchers = {}
         notes.append(f"dispatcher rows left out: {unsupported}")
+    cupy = gpu_arrays()
+    if cupy is None:
+        notes.append(GPU_ARRAYS_MISSING)
     pageable = engines.bare_loops(engines.narrow, pinned=False)
     pinned = engines.bare_loops(engines.narrow, pinned=True)
-    largest = max(settings.convenience_batches)
-    staging = [
-        PinnedBuffer(largest * tensor.item_nbytes)
-        for tensor in ([spec, dispatchers["lean"].output] if dispatchers else [])
-    ]
     by_batch = {}
     try:
         for batch in settings.convenience_batches:
@@ -708,22 +811,32 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
             request = random_batch(spec, batch, seed=batch)
             variants = {"TrtRunner.infer": partial(runners[index].infer, {spec.name: request})}
             if dispatchers:
-                variants.update(dispatcher_variants(dispatchers, index, request, staging))
-                if "dispatcher, CUDA graphs" not in variants:
+                requests = Requests(dispatchers["no graphs"], spec, batch, cupy)
+                variants.update(dispatcher_variants(dispatchers, index, requests))
+                if "dispatcher, pageable, CUDA graph" not in variants:
                     notes.append(
                         f"batch {batch}: no CUDA-graph rows; its profile accepts "
                         f"{RANGES[index][0]}..{RANGES[index][1]}, and graphs are captured only "
                         "for profiles of one shape"
                     )
+                # What staging costs the CPU: the two copies through page-locked memory.
+                staged = requests.page_locked[spec.name], requests.page_locked_out
+                out = by_output(dispatchers["no graphs"], requests.pageable_out)
+                if len(out) == 1:
+                    ((name, array),) = out.items()
+                    variants["staging copies alone, one thread (no GPU)"] = partial(
+                        stage, request, staged[0], staged[1][name], array
+                    )
             variants["bare loop, pageable"] = partial(pageable[index].run, batch)
             variants[BASELINE] = partial(pinned[index].run, batch)
+            variants[COPIES] = partial(pinned[index].run, batch, inference=False)
+            variants[GPU_BASELINE] = partial(pinned[index].run, batch, copies=False)
             by_batch[batch] = interleave(variants, settings, progress, f"6. batch {batch}")
 
             reference.check(f"TrtRunner.infer, batch {batch}", request, runners[index].infer(
                 {spec.name: request}))  # fmt: skip
-            for name, dispatcher in dispatchers.items():
-                outputs = {dispatcher.output.name: dispatcher.infer(request)}
-                reference.check(f"dispatcher, {name}, batch {batch}", request, outputs)
+            if dispatchers:
+                check_dispatchers(reference, dispatchers, requests, batch)
             reference.check_loop("bare loop, pageable", pageable[index], batch)
             reference.check_loop(BASELINE, pinned[index], batch)
         progress("6. profiling TrtRunner.infer")
@@ -734,9 +847,80 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
         for runner in runners:
             deactivate_runner(runner)
         close_all([*dispatchers.values(), *pageable, *pinned])
-        for buffer in staging:
-            buffer.free()
     return {"by_batch": by_batch, "notes": notes, "trtrunner_profile": top}
+
+
+def serve_concurrently(dispatcher, request, out, threads, count) -> float:
+    """Requests per second of `threads` threads, each sending `count` requests with its own
+    output arrays (`out()` makes them)."""
+
+    def worker(outputs):
+        for _ in range(count):
+            dispatcher.infer(request, out=outputs)
+
+    outputs = [out() for _ in range(threads)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(worker, o) for o in outputs]:
+            future.result()
+    return threads * count / (time.perf_counter() - start)
+
+
+def measure_contexts(engines, reference, settings, progress) -> dict:
+    """Throughput of concurrent requests for one profile, served by 1 context or several."""
+    spec, cupy = engines.spec, gpu_arrays()
+    notes = [] if cupy is not None else [GPU_ARRAYS_MISSING]
+    by_batch = {}
+    for batch in settings.contexts_batches:
+        index = choose_profile(batch, RANGES)
+        if index is None:
+            notes.append(f"batch {batch} left out: no profile accepts it ({ACCEPTED})")
+            continue
+        dispatchers = {
+            count: Dispatcher(Engines.load(engines.narrow), contexts_per_profile=count)
+            for count in (1, CONTEXTS)
+        }
+        try:
+            request = random_batch(spec, batch, seed=batch)
+            kinds = {}
+            for count, dispatcher in dispatchers.items():
+                kinds[f"page-locked, {count} context{'s' * (count > 1)}"] = (
+                    dispatcher, dispatcher.page_locked_inputs(batch),
+                    partial(dispatcher.page_locked_outputs, batch),
+                )  # fmt: skip
+                if cupy is not None:
+                    kinds[f"GPU-resident, {count} context{'s' * (count > 1)}"] = (
+                        dispatcher, cupy.asarray(request),
+                        partial(cupy.empty, (batch, *dispatcher.outputs[0].item_shape),
+                                dispatcher.outputs[0].dtype),
+                    )  # fmt: skip
+            for name, (dispatcher, inputs, _) in kinds.items():
+                if isinstance(inputs, dict):
+                    for array in inputs.values():
+                        array[:] = request
+                outputs = dispatcher.infer(inputs)
+                reference.check(f"{name}, batch {batch}", request, by_output(dispatcher, outputs))
+            rates = {name: [] for name in kinds}
+            for round_index in range(CONTEXT_ROUNDS):
+                progress(f"7. batch {batch}: round {round_index + 1}/{CONTEXT_ROUNDS}")
+                for name, (dispatcher, inputs, out) in kinds.items():
+                    count = max(1, settings.reps * 4 // CONTEXT_THREADS)
+                    rates[name].append(
+                        serve_concurrently(dispatcher, inputs, out, CONTEXT_THREADS, count)
+                    )
+            medians = {name: float(np.median(r)) for name, r in rates.items()}
+            by_batch[batch] = {
+                name: {
+                    "requests_per_s": rate,
+                    "images_per_s": rate * batch,
+                    # e.g. "page-locked, 4 contexts" against "page-locked, 1 context"
+                    "vs_one_context": rate / medians[f"{name.split(',')[0]}, 1 context"],
+                }
+                for name, rate in medians.items()
+            }
+        finally:
+            close_all(dispatchers.values())
+    return {"by_batch": by_batch, "notes": notes, "threads": CONTEXT_THREADS}
 
 
 MEASURE = {
@@ -746,6 +930,7 @@ MEASURE = {
     "memory": measure_memory,
     "runner_activation": measure_runner_activation,
     "convenience": measure_convenience,
+    "contexts": measure_contexts,
 }
 
 
@@ -898,6 +1083,7 @@ def parse_args(argv=None):
         args.rounds, args.reps, args.warmup = 3, 20, 5
     args.narrow_vs_wide_batches = args.batch_sizes or NARROW_VS_WIDE_BATCHES
     args.convenience_batches = args.batch_sizes or CONVENIENCE_BATCHES
+    args.contexts_batches = args.batch_sizes or CONTEXTS_BATCHES
     return args
 
 

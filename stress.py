@@ -19,6 +19,7 @@ Exits with 1 if any output differs or any request fails, if the GPU memory in us
 """
 
 import gc
+import importlib.util
 import json
 import os
 import random
@@ -33,7 +34,7 @@ from build_model import ensure_model
 from dynamic_shapes import cli
 from dynamic_shapes.engines import create_contexts, deactivate_runner, load_or_build_engine
 from dynamic_shapes.files import write_atomically
-from dynamic_shapes.gpu import device_memory, require_gpu_stack
+from dynamic_shapes.gpu import device_memory, page_locked_empty, require_gpu_stack
 from scenario import (
     ENGINE_PATH,
     INPUT_NAME,
@@ -45,6 +46,8 @@ from scenario import (
 )
 
 MIB = 1024.0**2
+# Requests for one profile are served by this many contexts at once (profile sharing).
+CONTEXTS_PER_PROFILE = 4
 DEVICE_LEAK_LIMIT_MIB = 1.0
 HOST_GROWTH_LIMIT_MIB = 16.0
 
@@ -66,22 +69,63 @@ def settled(measure):
     return measure()
 
 
-def send_requests(dispatcher, images, threads, requests, max_batch, seed, every=None, report=None):
-    """Each thread sends `requests` requests, windows of random size and place in `images`,
-    and checks each output; `report(requests served)` is called every `every` requests.
-    Returns (requests served, images served, errors)."""
+class Memory:
+    """Where the load's requests and outputs live: `images` (NumPy, the truth) copied into
+    `kind` memory, and each thread's output array there; None for pageable outputs, which the
+    dispatcher allocates per request, as it does by default."""
+
+    def __init__(self, kind, dispatcher, images, max_batch):
+        self.kind, self.host = kind, images
+        if kind == "pageable":
+            self.requests, self.to_host = images, None
+        elif kind == "page-locked":
+            self.requests = page_locked_empty(images.shape, images.dtype)
+            self.requests[:] = images
+            self.to_host = np.asarray
+        else:
+            cupy = gpu_arrays()
+            self.requests, self.to_host = cupy.asarray(images), cupy.asnumpy
+        self._dispatcher, self._max_batch = dispatcher, max_batch
+
+    def outputs(self):
+        """One thread's output array, for up to max_batch images."""
+        if self.kind == "pageable":
+            return None
+        if self.kind == "page-locked":
+            return self._dispatcher.page_locked_outputs(self._max_batch)[OUTPUT_NAME]
+        return gpu_arrays().empty_like(self.requests[: self._max_batch])
+
+
+def gpu_arrays():
+    import cupy
+
+    return cupy
+
+
+def send_requests(dispatcher, memory, threads, requests, max_batch, seed, every=None, report=None):
+    """Each thread sends `requests` requests, windows of random size and place in `memory`'s
+    images, and checks each output; `report(requests served)` is called every `every`
+    requests. Returns (requests served, images served, errors)."""
     errors, lock = [], threading.Lock()
     counts = [0, 0]
+    images = memory.host
 
     def worker(thread):
         rng = random.Random(seed * 1000 + thread)
+        out = memory.outputs()
         for _ in range(requests):
             batch = rng.randint(1, max_batch)
             start = rng.randrange(len(images) - batch + 1)
-            request = images[start : start + batch]
+            window = slice(start, start + batch)
             try:
-                output = dispatcher.infer(request)
-                problem = None if np.array_equal(output, request) else f"batch {batch} differs"
+                if out is None:
+                    output = dispatcher.infer(memory.requests[window])
+                else:
+                    output = memory.to_host(
+                        dispatcher.infer(memory.requests[window], out=out[:batch])
+                    )
+                same = np.array_equal(output, images[window])
+                problem = None if same else f"batch {batch} differs"
             except Exception as error:
                 problem = f"batch {batch}: {error!r}"
             with lock:
@@ -109,15 +153,18 @@ def run_load(engine, args, progress) -> dict:
         checkpoints.append((done, resident_host_memory() / MIB))
         progress(f"load: {done}/{total} requests")
 
-    with Dispatcher(engine, path=args.path) as dispatcher:
+    with Dispatcher(
+        engine, path=args.path, contexts_per_profile=args.contexts_per_profile
+    ) as dispatcher:
+        memory = Memory(args.memory, dispatcher, images, args.max_batch)
         # Warm-up: thread stacks, allocator pools and the plan cache settle here.
         progress(f"load: warm-up, {args.threads} x {args.warmup} requests")
-        send_requests(dispatcher, images, args.threads, args.warmup, args.max_batch, seed=0)
+        send_requests(dispatcher, memory, args.threads, args.warmup, args.max_batch, seed=0)
         device_before, host_before = settled(device_memory_in_use), settled(resident_host_memory)
         start = time.monotonic()
         served, images_served, errors = send_requests(
             dispatcher,
-            images,
+            memory,
             args.threads,
             args.requests,
             args.max_batch,
@@ -132,6 +179,8 @@ def run_load(engine, args, progress) -> dict:
         "requests_per_thread": args.requests,
         "max_batch": args.max_batch,
         "path": args.path,
+        "memory": args.memory,
+        "contexts_per_profile": args.contexts_per_profile,
         "requests_served": served,
         "images_served": images_served,
         "errors": len(errors),
@@ -201,9 +250,11 @@ def verdicts(load, lifecycle) -> list:
         (
             load["errors"] == 0,
             f"load: {load['threads']} threads x {load['requests_per_thread']} requests of batch "
-            f"1..{load['max_batch']} ({load['path']} path): {load['requests_served']} served "
-            f"({load['images_served']} images) in {load['seconds']:.1f} s, {rate:.0f} requests/s;"
-            f" {load['errors']} errors",
+            f"1..{load['max_batch']} ({load['path']} path, {load['memory']} memory, "
+            f"{load['contexts_per_profile']} context(s) per profile): {load['requests_served']} "
+            f"served ({load['images_served']} images) in {load['seconds']:.1f} s, {rate:.0f} "
+            f"requests/s, {load['images_served'] / load['seconds']:.0f} images/s; "
+            f"{load['errors']} errors",
         ),
         (
             abs(device) < DEVICE_LEAK_LIMIT_MIB,
@@ -258,6 +309,18 @@ def parse_args(argv=None):
     )
     parser.add_argument("--path", choices=("lean", "runner"), default="lean")
     parser.add_argument(
+        "--memory",
+        choices=("pageable", "page-locked", "gpu"),
+        default="pageable",
+        help="where the load's requests and outputs live (lean path; gpu needs CuPy): %(default)s",
+    )
+    parser.add_argument(
+        "--contexts-per-profile",
+        type=cli.positive,
+        default=CONTEXTS_PER_PROFILE,
+        help="execution contexts serving each profile (%(default)s)",
+    )
+    parser.add_argument(
         "--engine",
         type=cli.output_file,
         default=ENGINE_PATH,
@@ -271,6 +334,12 @@ def parse_args(argv=None):
         help="8 x 250 requests after 8 x 100, 20 dispatchers, 100 activations",
     )
     args = parser.parse_args(argv)
+    if args.memory != "pageable" and args.path == "runner":
+        parser.error(f"--memory {args.memory} needs --path lean; the runner path is for NumPy")
+    if args.memory == "gpu" and importlib.util.find_spec("cupy") is None:
+        parser.error(
+            "--memory gpu needs CuPy: python3 -m pip install -r requirements-gpu-arrays.txt"
+        )
     if args.quick:
         args.requests, args.warmup, args.dispatchers, args.activations = 250, 100, 20, 100
     return args

@@ -2,6 +2,7 @@
 What the scripts beside this package share, one module a concern. Modules import downwards only:
 
     dispatch      serving any batch size on an engine's profiles           (serving floor)
+    arrays        where a request's arrays live: pageable, page-locked, GPU
     engines       building, saving, loading and reusing an engine; contexts
     reference     ONNX Runtime on the CPU, and comparing results with it
     onnx_inputs   what an ONNX model's input looks like

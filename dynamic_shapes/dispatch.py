@@ -1,7 +1,7 @@
 """
-Serves a batch of any size on the three-profile engine: each request goes to the profile that
-fits it best, a batch no profile covers is split into chunks that do, and every profile runs
-on an execution context of its own.
+Serves a batch of any size on an engine's optimization profiles: each request goes to the
+profile that fits it best, a batch no profile covers is split into chunks that do, and every
+profile runs on execution contexts of its own.
 
     with Dispatcher(load_engine("dynamic_identity.engine")) as dispatcher:
         outputs = dispatcher.infer(images)      # images: float32 [batch, 3, 28, 28], batch >= 1
@@ -11,85 +11,126 @@ larger than what remains of the request, and repeat until nothing remains. With 
 profiles, 300 images run as 128 + 128 + 32 + 12. Each chunk then goes to the narrowest profile
 that accepts its size: batch 1 to low latency, 2..32 to dynamic batching, 128 to offline.
 
-Two execution paths sit behind the same interface:
-- "runner": a Polygraphy TrtRunner per context, as in example.py; simple, and slow per call.
-- "lean": per profile, device buffers at the profile's max shape, page-locked host staging
-  buffers, tensor addresses bound once and the input shape set only when it changes, one
-  stream; each chunk is a host-to-device copy, execute_async_v3, a device-to-host copy and one
-  synchronize. Where a profile's shape is static (min == max), that sequence is captured once
-  in a CUDA graph and replayed per request.
+Where a request's arrays live decides how it travels (dynamic_shapes.arrays):
+- ordinary NumPy arrays (pageable memory) are copied through page-locked staging buffers, a
+  large chunk in parts: each part's transfer to the GPU runs while the next part is staged,
+  and on the way back each part is copied out while the next one arrives;
+- page-locked NumPy arrays (page_locked_inputs / page_locked_outputs, or any other allocator's)
+  are copied straight to and from the GPU;
+- GPU arrays (CuPy, PyTorch, anything with __cuda_array_interface__ or DLPack) are bound to
+  TensorRT in place, as are GPU arrays passed as `out`: no copy at all.
 
-Thread safety: several threads may call infer() at once. Each context serves one thread at a
-time, and different profiles run at the same time, each on its own stream.
+Two execution paths sit behind the same interface:
+- "runner": a Polygraphy TrtRunner per context, as in example.py; simple, slow per call, and
+  for NumPy arrays only.
+- "lean": per context, device buffers at the profile's max shape, page-locked staging buffers,
+  tensor addresses bound once and set again only when a request's GPU arrays take their place,
+  the input shapes set only when they change, one stream; each chunk is its copies,
+  execute_async_v3 and one synchronize. Where a profile's shape is static (min == max), the
+  inference is captured once in a CUDA graph and replayed.
+
+Streams: every context has a stream of its own, and a request runs on the stream of the context
+that serves it. It first waits for the stream a GPU array names (`__cuda_array_interface__`'s
+"stream"; for DLPack, the legacy default stream the producer is asked to order its work before),
+and infer() returns once the outputs are complete: they are ready for any stream and thread.
+
+Thread safety: several threads may call infer() at once. Each context serves one request at a
+time; a profile serves as many requests at once as it has contexts (contexts_per_profile).
+More than one context per profile needs profile sharing: TensorRT 10 and later share profiles
+by default; TensorRT 8.6 only in engines built with its PROFILE_SHARING_0806 preview feature,
+as engines.build_engine builds them.
 
 TensorRT and CUDA are imported when a Dispatcher is created; planning and request checks work
 without them.
 """
 
 import functools
+import itertools
 import logging
+import queue
 import threading
 import weakref
 from collections.abc import Mapping
 
 import numpy as np
 
+from dynamic_shapes.arrays import ON_GPU, PAGE_LOCKED, PAGEABLE, Tensor, describe
 from dynamic_shapes.engines import batch_ranges, create_contexts, deactivate_runner
-from dynamic_shapes.gpu import PinnedBuffer, check_cuda, cudart
+from dynamic_shapes.gpu import check_cuda, cudart, is_page_locked, page_locked_empty
 from dynamic_shapes.tensors import TensorSpec
 from scenario import MODEL_INPUT, PROFILES
 
 log = logging.getLogger(__name__)
 
-# The engines a Dispatcher serves now. TensorRT lets one live context hold each profile, and
-# TensorRT 8.6 crashes, rather than failing, when a context asks for a profile another holds.
+# The engines a Dispatcher serves now. Its contexts hold every profile; a second dispatcher's
+# contexts would ask for them again, which TensorRT 8.6 refuses without profile sharing.
 _engines_in_use = {}  # id(engine) -> engine, which keeps the id from being reused
 _engines_lock = threading.Lock()
 
 PATHS = ("lean", "runner")
+# Staging: a chunk of pageable memory is copied in up to MAX_PARTS parts of at least PART_NBYTES,
+# so that the copies on the CPU and the transfers over the GPU's link overlap. Smaller parts
+# would overlap more, and cost more calls than they save.
+PART_NBYTES = 256 * 1024
+MAX_PARTS = 4
+# TensorRT reads and writes tensors at addresses aligned to 256 bytes; a GPU array that is not
+# (a view that starts mid-allocation) is copied on the GPU instead of bound in place.
+ALIGNMENT = 256
 
 
-def engine_io(engine) -> tuple[TensorSpec, str, np.dtype]:
-    """The engine's one input, and its one output's name and dtype; ValueError if the engine
-    has other inputs or outputs, or an input dimension other than the batch varies."""
+def engine_io(engine) -> tuple[list, list]:
+    """The engine's inputs as TensorSpecs, and its outputs' (name, dtype), in the engine's
+    order; ValueError unless every input has the batch as its first dimension, the same batch
+    range in every profile as the other inputs, and fixed dimensions after it."""
     import tensorrt as trt
 
     names = [engine.get_tensor_name(index) for index in range(engine.num_io_tensors)]
-    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-    if len(inputs) != 1 or len(outputs) != 1:
+    inputs, outputs = [], []
+    ranges = {}
+    for name in names:
+        dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+        if engine.get_tensor_mode(name) != trt.TensorIOMode.INPUT:
+            outputs.append((name, dtype))
+            continue
+        shapes = [
+            tuple(shape)
+            for index in range(engine.num_optimization_profiles)
+            for shape in engine.get_tensor_profile_shape(name, index)
+        ]
+        if not shapes or len({shape[1:] for shape in shapes}) != 1:
+            raise ValueError(
+                f"input {name} has profile shapes {shapes}; the dispatcher needs the batch as "
+                "the first dimension and the same fixed dimensions after it in every profile"
+            )
+        inputs.append(TensorSpec(name, dtype, shapes[0][1:]))
+        ranges[name] = batch_ranges(engine, name)
+    if not inputs or not outputs:
+        raise ValueError(f"the engine has inputs {inputs} and outputs {outputs}; it needs both")
+    if len(set(ranges.values())) != 1:
         raise ValueError(
-            f"the dispatcher serves engines with one input and one output; this one has "
-            f"inputs {inputs} and outputs {outputs}"
+            f"the inputs' batch ranges per profile differ ({ranges}); the dispatcher needs one "
+            "batch size for all of a request's inputs"
         )
-    (name,), (output,) = inputs, outputs
-    shapes = [
-        tuple(shape)
-        for index in range(engine.num_optimization_profiles)
-        for shape in engine.get_tensor_profile_shape(name, index)
-    ]
-    if len({shape[1:] for shape in shapes}) != 1:
-        raise ValueError(
-            f"input {name} has profile shapes {shapes}; the dispatcher needs the batch as the "
-            "first dimension and the same fixed dimensions after it in every profile"
-        )
-    dtype = [np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in (name, output)]
-    return TensorSpec(name, dtype[0], shapes[0][1:]), output, dtype[1]
+    return inputs, outputs
 
 
-def output_spec(context, input_spec, output_name, output_dtype, batch) -> TensorSpec:
-    """Sets the context's input shape for `batch` items and returns the output's spec, or
-    ValueError unless the output has that batch as its first dimension too."""
-    input_shape = (batch, *input_spec.item_shape)
-    if not context.set_input_shape(input_spec.name, input_shape):
-        raise RuntimeError(f"TensorRT refused input shape {input_shape}")
-    shape = tuple(context.get_tensor_shape(output_name))
-    if shape[0] != batch:
-        raise ValueError(
-            f"for input shape {input_shape}, output {output_name} has shape {shape}; the "
-            "dispatcher needs outputs whose first dimension is the batch"
-        )
-    return TensorSpec(output_name, output_dtype, shape[1:])
+def output_specs(context, inputs, outputs, batch) -> list:
+    """Sets the context's input shapes for `batch` items and returns the outputs' specs;
+    ValueError unless every output has that batch as its first dimension too."""
+    for spec in inputs:
+        shape = (batch, *spec.item_shape)
+        if not context.set_input_shape(spec.name, shape):
+            raise RuntimeError(f"TensorRT refused input shape {shape} for {spec.name}")
+    specs = []
+    for name, dtype in outputs:
+        shape = tuple(context.get_tensor_shape(name))
+        if not shape or shape[0] != batch:
+            raise ValueError(
+                f"for a batch of {batch}, output {name} has shape {shape}; the dispatcher needs "
+                "outputs whose first dimension is the batch"
+            )
+        specs.append(TensorSpec(name, dtype, shape[1:]))
+    return specs
 
 
 def choose_profile(batch: int, ranges) -> int | None:
@@ -124,29 +165,48 @@ def plan_chunks(batch: int, ranges: tuple) -> tuple:
     return tuple(chunks)
 
 
-def check_request(request, spec: TensorSpec = MODEL_INPUT) -> np.ndarray:
-    """Returns the batch of a request, an array or {input name: array}, or raises ValueError
-    saying what was expected. Nothing is converted: a wrong dtype is refused, not cast."""
-    if type(request) is not np.ndarray and isinstance(request, Mapping):
-        unknown = sorted(set(request) - {spec.name})
-        if unknown or spec.name not in request:
-            raise ValueError(
-                f"unknown input name(s) {unknown or sorted(request)}; "
-                f"this model has one input, {spec.name!r}"
-            )
-        request = request[spec.name]
-    if not isinstance(request, np.ndarray):
-        raise ValueError(f"expected a NumPy array for {spec.name}, got {type(request).__name__}")
-    if request.dtype != spec.dtype:
+def check_tensor(value, spec: TensorSpec, what: str, writable=False) -> Tensor:
+    """The Tensor for one array of a request or its `out`, or ValueError saying what was
+    expected. Nothing is converted: a wrong dtype is refused, not cast."""
+    tensor = describe(value, what, writable)
+    if tensor.dtype != spec.dtype:
         raise ValueError(
-            f"expected {spec.describe()}, got dtype {request.dtype}; "
-            f"convert it first, e.g. images.astype(np.{spec.dtype})"
+            f"expected {spec.describe()}, got dtype {tensor.dtype}; "
+            f"convert it first, e.g. with .astype(np.{spec.dtype})"
         )
-    if request.ndim != 1 + len(spec.item_shape) or request.shape[1:] != spec.item_shape:
-        raise ValueError(f"expected {spec.describe()}, got shape {request.shape}")
-    if request.shape[0] < 1:
-        raise ValueError(f"a request needs at least one image, got batch {request.shape[0]}")
-    return request
+    if len(tensor.shape) != 1 + len(spec.item_shape) or tensor.shape[1:] != spec.item_shape:
+        raise ValueError(f"expected {spec.describe()}, got shape {tensor.shape}")
+    if tensor.shape[0] < 1:
+        raise ValueError(f"a request needs at least one image, got batch {tensor.shape[0]}")
+    return tensor
+
+
+def by_name(value, specs, what: str) -> list:
+    """The values of an array (one tensor) or {name: array} (any number), in `specs` order;
+    ValueError naming the expected names otherwise."""
+    names = [spec.name for spec in specs]
+    if type(value) is not np.ndarray and isinstance(value, Mapping):
+        if len(value) != len(names) or not all(name in value for name in names):
+            unknown = sorted(set(value) - set(names))
+            missing = [name for name in names if name not in value]
+            problem = f"unknown {what} name(s) {unknown}" if unknown else f"no {what} {missing}"
+            raise ValueError(f"{problem}; this model has {what}s {names}")
+        return [value[name] for name in names]
+    if len(specs) > 1:
+        raise ValueError(f"this model has {len(specs)} {what}s {names}; pass {{name: array}}")
+    return [value]
+
+
+def check_request(request, specs=(MODEL_INPUT,)) -> list:
+    """A request's Tensors in `specs` order, checked: names, dtypes, shapes, and one batch size
+    for all of them. ValueError says what was expected."""
+    values = by_name(request, specs, "input")
+    tensors = [check_tensor(v, s, s.name) for v, s in zip(values, specs, strict=True)]
+    batches = {tensor.shape[0] for tensor in tensors}
+    if len(batches) > 1:
+        found = {spec.name: t.shape[0] for spec, t in zip(specs, tensors, strict=True)}
+        raise ValueError(f"the inputs' batch sizes differ: {found}; they must be equal")
+    return tensors
 
 
 def available_host_memory() -> int | None:
@@ -180,18 +240,38 @@ def check_outputs_fit(batch: int, nbytes: int) -> None:
         )
 
 
-class Dispatcher:
-    """One execution context per profile of `engine`, serving requests of any batch size.
+def locate(tensor: Tensor) -> None:
+    """Sets a host tensor's kind: page-locked and contiguous (copied straight to and from the
+    GPU), or else pageable (staged)."""
+    if tensor.kind is None:
+        host = tensor.host
+        if host.flags.c_contiguous and is_page_locked(host):
+            tensor.kind, tensor.address = PAGE_LOCKED, host.__array_interface__["data"][0]
+        else:
+            tensor.kind = PAGEABLE
 
-    The engine needs one input and one output, each with the batch as its first dimension.
-    `use_cases` names its profiles, in index order (by default the scenario's, when the engine
-    has as many profiles, else "profile 0", "profile 1", ...). `path` is "lean" or "runner";
-    `cuda_graphs` applies to the lean path.
+
+class Dispatcher:
+    """Execution contexts for every profile of `engine`, serving requests of any batch size.
+
+    Every input and output of the engine needs the batch as its first dimension. `use_cases`
+    names its profiles, in index order (by default the scenario's, when the engine has as many
+    profiles, else "profile 0", "profile 1", ...). `path` is "lean" or "runner"; `cuda_graphs`
+    applies to the lean path. `contexts_per_profile` > 1 needs profile sharing (see above).
     """
 
-    def __init__(self, engine, use_cases=None, path="lean", cuda_graphs=True):
+    def __init__(
+        self,
+        engine,
+        use_cases=None,
+        path="lean",
+        cuda_graphs=True,
+        contexts_per_profile=1,
+    ):
         if path not in PATHS:
             raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+        if not isinstance(contexts_per_profile, int) or contexts_per_profile < 1:
+            raise ValueError(f"contexts_per_profile must be 1 or more, got {contexts_per_profile}")
         count = engine.num_optimization_profiles
         if use_cases is None:
             use_cases = (
@@ -202,82 +282,124 @@ class Dispatcher:
                 f"the engine has {count} profiles, but {len(use_cases)} use cases were named"
             )
         self.use_cases = list(use_cases)
-        self.input, output_name, output_dtype = engine_io(engine)
+        self.path = path
+        self.inputs, outputs = engine_io(engine)
         # The engine is the source of truth for what each profile accepts.
-        self.ranges = batch_ranges(engine, self.input.name)
+        self.ranges = batch_ranges(engine, self.inputs[0].name)
         with _engines_lock:
             if id(engine) in _engines_in_use:
                 raise RuntimeError(
-                    "another Dispatcher serves this engine: its contexts hold every profile, "
-                    "and TensorRT lets one live context hold each; close it, or load the "
-                    "engine again for a second one"
+                    "another Dispatcher serves this engine: its contexts hold every profile; "
+                    "close it, or load the engine again for a second one"
                 )
             _engines_in_use[id(engine)] = engine
         self.engine = engine  # the contexts need it alive
-        self._executors = []
+        self._executors, self._pools = [], []
+        self._by_profile = []  # each profile's executors
         # Runs once: at close(), or when a dispatcher nobody closed is garbage-collected, so
         # that neither its GPU memory nor its claim on the engine outlives it.
-        self._release = weakref.finalize(self, release, self._executors, engine)
+        self._release = weakref.finalize(self, release, self._executors, self._pools, engine)
         try:
-            for index, context in enumerate(create_contexts(engine, count)):
-                if path == "runner":
-                    executor = RunnerExecutor(
-                        context, index, self.ranges[index], self.input, output_name, output_dtype
-                    )
-                else:
-                    executor = LeanExecutor(
-                        context,
-                        index,
-                        self.ranges[index],
-                        self.input,
-                        output_name,
-                        output_dtype,
-                        cuda_graphs,
-                    )
-                self._executors.append(executor)
-            outputs = {executor.output for executor in self._executors}
-            if len(outputs) != 1:
-                raise ValueError(f"the output's shape differs between profiles: {outputs}")
-            (self.output,) = outputs
+            contexts = create_contexts(engine, count * contexts_per_profile)
+            for index in range(count):
+                pool = queue.SimpleQueue()  # the profile's free executors
+                for context in contexts[index::count]:
+                    if path == "runner":
+                        executor = RunnerExecutor(
+                            context, index, self.ranges[index], self.inputs, outputs
+                        )
+                    else:
+                        executor = LeanExecutor(
+                            context, index, self.ranges[index], self.inputs, outputs,
+                            cuda_graphs,
+                        )  # fmt: skip
+                    self._executors.append(executor)
+                    pool.put(executor)
+                self._pools.append((pool, contexts_per_profile))
+                self._by_profile.append(self._executors[-contexts_per_profile:])
+            specs = {tuple(executor.outputs) for executor in self._executors}
+            if len(specs) != 1:
+                raise ValueError(f"the outputs' shapes differ between profiles: {specs}")
+            self.outputs = list(specs.pop())
         except BaseException:
             self.close()
             raise
 
-    def infer(self, request, out: np.ndarray | None = None) -> np.ndarray:
-        """Runs the request and returns its outputs in an array the caller owns, or in `out`
-        (an array of the output's dtype and shape for this batch) when given."""
+    def infer(self, request, out=None):
+        """Runs the request: an array, or {input name: array} (required for several inputs),
+        NumPy or GPU arrays. Returns the outputs in arrays the caller owns (NumPy), or in `out`:
+        arrays of the output's dtype and shape for this batch, NumPy or GPU, as one array or
+        {output name: array}. A model with one output gives an array, with several a dict."""
         if not self._release.alive:
             raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
-        batch = check_request(request, self.input)
-        shape = (len(batch), *self.output.item_shape)
+        sources = check_request(request, self.inputs)
+        batch = sources[0].shape[0]
+        targets, result = self._targets(out, batch)
+        if self.path == "runner" and any(t.kind == ON_GPU for t in (*sources, *targets)):
+            raise ValueError("the runner path serves NumPy arrays; use path='lean' for GPU arrays")
+        if self.path == "lean":
+            for tensor in (*sources, *targets):
+                locate(tensor)
+        for index, start, size in plan_chunks(batch, self.ranges):
+            pool = self._pools[index][0]
+            executor = pool.get()
+            if executor is None:  # closed meanwhile
+                pool.put(None)
+                raise RuntimeError("this Dispatcher was closed while the request waited")
+            try:
+                executor.run(sources, targets, start, size)
+            finally:
+                pool.put(executor)
+        return result
+
+    def _targets(self, out, batch) -> tuple:
+        """The Tensors the outputs go to, and what infer() returns."""
         if out is None:
-            check_outputs_fit(len(batch), len(batch) * self.output.item_nbytes)
-            out = np.empty(shape, self.output.dtype)
-        elif out.shape != shape or out.dtype != self.output.dtype:
-            raise ValueError(
-                f"out must be {self.output.dtype} {shape} for this request, "
-                f"got {out.dtype} {out.shape}"
+            check_outputs_fit(batch, batch * sum(spec.item_nbytes for spec in self.outputs))
+            arrays = [np.empty((batch, *spec.item_shape), spec.dtype) for spec in self.outputs]
+            result = (
+                arrays[0] if len(arrays) == 1 else dict(zip(self.output_names, arrays, strict=True))
             )
-        chunks = plan_chunks(len(batch), self.ranges)
-        if len(chunks) == 1:  # the common case, without slicing
-            self._executors[chunks[0][0]].run(batch, out)
-            return out
-        for index, start, size in chunks:
-            stop = start + size
-            self._executors[index].run(batch[start:stop], out[start:stop])
-        return out
+            targets = [Tensor(a.shape, a.dtype, host=a, kind=PAGEABLE) for a in arrays]
+            return targets, result
+        targets = []
+        for value, spec in zip(by_name(out, self.outputs, "output"), self.outputs, strict=True):
+            target = check_tensor(value, spec, f"out {spec.name}", writable=True)
+            if target.shape[0] != batch:
+                raise ValueError(
+                    f"out must be {spec.dtype} {(batch, *spec.item_shape)} for this request, "
+                    f"got {target.dtype} {target.shape}"
+                )
+            targets.append(target)
+        return targets, out
+
+    @property
+    def output_names(self) -> list:
+        """The outputs' names, in the order of `outputs`."""
+        return [spec.name for spec in self.outputs]
+
+    def page_locked_inputs(self, batch: int) -> dict:
+        """{input name: array} in page-locked memory for a request of `batch` items: fill them
+        and pass them to infer(), which copies them straight to the GPU. Keep them for the next
+        request: page-locked memory is slow to allocate and scarce."""
+        return {s.name: page_locked_empty((batch, *s.item_shape), s.dtype) for s in self.inputs}
+
+    def page_locked_outputs(self, batch: int) -> dict:
+        """{output name: array} in page-locked memory, for infer()'s `out`."""
+        return {s.name: page_locked_empty((batch, *s.item_shape), s.dtype) for s in self.outputs}
 
     @property
     def graph_use_cases(self) -> list:
         """The use cases whose requests replay a CUDA graph."""
         return [
             use_case
-            for use_case, executor in zip(self.use_cases, self._executors, strict=True)
-            if getattr(executor, "uses_graph", False)
+            for use_case, executors in zip(self.use_cases, self._by_profile, strict=True)
+            if any(getattr(executor, "uses_graph", False) for executor in executors)
         ]
 
     def close(self) -> None:
-        """Frees every context, buffer, stream and graph. Safe to call more than once."""
+        """Waits for the requests in flight, then frees every context, buffer, stream and
+        graph. Safe to call more than once."""
         self._release()
 
     def __enter__(self):
@@ -287,8 +409,13 @@ class Dispatcher:
         self.close()
 
 
-def release(executors: list, engine) -> None:
-    """Closes a dispatcher's executors and lets another dispatcher serve its engine."""
+def release(executors: list, pools: list, engine) -> None:
+    """Closes a dispatcher's executors once no request uses them, and lets another dispatcher
+    serve its engine."""
+    for pool, count in pools:
+        for _ in range(count):
+            pool.get()  # each executor, once its request is done
+        pool.put(None)  # tells requests that wait now that the dispatcher is closed
     while executors:
         executors.pop().close()
     with _engines_lock:
@@ -297,50 +424,44 @@ def release(executors: list, engine) -> None:
 
 
 class RunnerExecutor:
-    """Runs chunks on one profile through a Polygraphy TrtRunner, activated for its lifetime."""
+    """Runs chunks on one context through a Polygraphy TrtRunner, activated for its lifetime."""
 
-    def __init__(self, context, profile_index, batch_range, input_spec, output_name, output_dtype):
+    def __init__(self, context, profile_index, batch_range, inputs, outputs):
         from polygraphy.backend.trt import TrtRunner
 
-        self.lock = threading.Lock()
-        self._input, self._output = input_spec.name, output_name
         self._runner = TrtRunner(context, optimization_profile=profile_index)
         self._runner.activate()
-        self.output = output_spec(context, input_spec, output_name, output_dtype, batch_range[1])
+        self.outputs = output_specs(context, inputs, outputs, batch_range[1])
+        self._inputs = [spec.name for spec in inputs]
 
-    def run(self, batch, out):
-        with self.lock:
-            outputs = self._runner.infer({self._input: np.ascontiguousarray(batch)})
-            np.copyto(out, outputs[self._output])
+    def run(self, sources, targets, start, size):
+        stop = start + size
+        feed = {
+            name: np.ascontiguousarray(source.host[start:stop])
+            for name, source in zip(self._inputs, sources, strict=True)
+        }
+        results = self._runner.infer(feed)
+        for spec, target in zip(self.outputs, targets, strict=True):
+            np.copyto(target.host[start:stop], results[spec.name])
 
     def close(self):
-        with self.lock:
-            if self._runner is not None and self._runner.is_active:
-                deactivate_runner(self._runner)
-            self._runner = None  # and with it, the context
+        if self._runner is not None and self._runner.is_active:
+            deactivate_runner(self._runner)
+        self._runner = None  # and with it, the context
 
 
 class LeanExecutor:
-    """Runs chunks on one profile with preallocated buffers, one stream and, where the
-    profile's shape is static, a CUDA graph."""
+    """Runs chunks on one context with preallocated buffers, one stream and, where the
+    profile's shape is static, a CUDA graph of the inference."""
 
-    def __init__(
-        self,
-        context,
-        profile_index,
-        batch_range,
-        input_spec,
-        output_name,
-        output_dtype,
-        cuda_graphs,
-    ):
+    def __init__(self, context, profile_index, batch_range, inputs, outputs, cuda_graphs):
         rt = cudart()
-        self.lock = threading.Lock()
-        self._context = context
-        self._input = input_spec
-        self._batch = None  # the batch of the input shape last set on the context
+        self._context, self._inputs = context, inputs
+        self._batch = None  # the batch of the input shapes last set on the context
         self._graph = self._graph_exec = self._stream = None
-        self._device, self._host = {}, {}
+        self._device, self._staging, self._staging_address, self._bound = {}, {}, {}, {}
+        self._foreign = set()  # tensors bound to a caller's GPU memory, not the context's own
+        self._events, self._part_events = [], []
         low, high = batch_range
         try:
             self._stream = check_cuda(
@@ -349,74 +470,76 @@ class LeanExecutor:
             self._stream_handle = int(self._stream)
             if not context.set_optimization_profile_async(profile_index, self._stream_handle):
                 raise RuntimeError(
-                    f"could not select optimization profile {profile_index}: TensorRT lets only "
-                    "one live execution context use a profile, and another one holds it"
+                    f"could not select optimization profile {profile_index}: another execution "
+                    "context holds it, and this engine does not share profiles (on TensorRT "
+                    "8.6, build it with the PROFILE_SHARING_0806 preview feature)"
                 )
-            self.output = output_spec(context, input_spec, output_name, output_dtype, high)
+            self.outputs = output_specs(context, inputs, outputs, high)
             self._batch = high
-            for spec in (input_spec, self.output):
-                # Page-locked staging on the host, and device memory for the profile's max
-                # shape, bound to the context once.
+            for spec in (*inputs, *self.outputs):
+                # Device memory for the profile's max shape, bound to the context, and
+                # page-locked staging memory on the host.
                 nbytes = high * spec.item_nbytes
-                self._host[spec.name] = PinnedBuffer(nbytes)
                 self._device[spec.name] = check_cuda(rt.cudaMalloc(nbytes), "cudaMalloc")
-                if not context.set_tensor_address(spec.name, self._device[spec.name]):
-                    raise RuntimeError(f"could not bind tensor {spec.name}")
-            self._host_in, self._host_out = (
-                self._host[spec.name].as_array(spec.dtype, (high, *spec.item_shape))
-                for spec in (input_spec, self.output)
-            )
+                self._bind(spec.name, self._device[spec.name])
+                staging = page_locked_empty((high, *spec.item_shape), spec.dtype)
+                self._staging[spec.name] = staging
+                self._staging_address[spec.name] = staging.ctypes.data
+            self._wait_event = self._new_event()
             if cuda_graphs and low == high:
-                self._capture_graph(high)
+                self._capture_graph()
         except BaseException:
             self.close()
             raise
 
-    def _enqueue(self, batch):
-        """Queues the copies and the inference for `batch` items on the stream."""
+    def _new_event(self):
         rt = cudart()
-        if batch != self._batch:
-            shape = (batch, *self._input.item_shape)
-            if not self._context.set_input_shape(self._input.name, shape):
-                raise RuntimeError(f"TensorRT refused input shape {shape}")
-            self._batch = batch
-        source, result = self._input.name, self.output.name
-        check_cuda(
-            rt.cudaMemcpyAsync(
-                self._device[source],
-                self._host[source].address,
-                self._host_in[:batch].nbytes,
-                rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                self._stream,
-            ),
-            "cudaMemcpyAsync",
+        event = check_cuda(
+            rt.cudaEventCreateWithFlags(rt.cudaEventDisableTiming), "cudaEventCreate"
         )
-        if not self._context.execute_async_v3(self._stream_handle):
-            raise RuntimeError("TensorRT's execute_async_v3 failed; see its log above")
-        check_cuda(
-            rt.cudaMemcpyAsync(
-                self._host[result].address,
-                self._device[result],
-                self._host_out[:batch].nbytes,
-                rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
-                self._stream,
-            ),
-            "cudaMemcpyAsync",
-        )
+        self._events.append(event)
+        return event
 
-    def _capture_graph(self, batch):
-        """Captures the whole round trip for the profile's one batch size in a CUDA graph."""
+    def _bind(self, name, address):
+        """Points the context's tensor at `address`, unless it points there already."""
+        if self._bound.get(name) != address:
+            if not self._context.set_tensor_address(name, address):
+                raise RuntimeError(f"could not bind tensor {name}")
+            self._bound[name] = address
+            if address == self._device[name]:
+                self._foreign.discard(name)
+            else:
+                self._foreign.add(name)
+
+    def _set_batch(self, batch):
+        if batch != self._batch:
+            for spec in self._inputs:
+                shape = (batch, *spec.item_shape)
+                if not self._context.set_input_shape(spec.name, shape):
+                    raise RuntimeError(f"TensorRT refused input shape {shape}")
+            self._batch = batch
+
+    def _execute(self):
+        rt = cudart()
+        # The graph holds the context's own buffers: it replays only while they are bound.
+        if self._graph_exec is not None and not self._foreign:
+            check_cuda(rt.cudaGraphLaunch(self._graph_exec, self._stream), "cudaGraphLaunch")
+        elif not self._context.execute_async_v3(self._stream_handle):
+            raise RuntimeError("TensorRT's execute_async_v3 failed; see its log above")
+
+    def _capture_graph(self):
+        """Captures the inference for the profile's one batch size in a CUDA graph."""
         rt = cudart()
         # One plain run first: TensorRT sets up shape-dependent state on its first enqueue,
         # and that work must not end up in the graph.
-        self._enqueue(batch)
+        self._execute()
         check_cuda(rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
         # Thread-local capture: other threads may use CUDA meanwhile without breaking it.
         mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         try:
             check_cuda(rt.cudaStreamBeginCapture(self._stream, mode), "cudaStreamBeginCapture")
             try:
-                self._enqueue(batch)
+                self._execute()
             finally:
                 self._graph = check_cuda(
                     rt.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture"
@@ -426,28 +549,133 @@ class LeanExecutor:
             )
         except RuntimeError as error:
             rt.cudaGetLastError()  # clear the failed capture's error, so the stream runs on
-            log.warning(
-                "CUDA graph capture failed (%s); running batch %d without a graph", error, batch
-            )
+            log.warning("CUDA graph capture failed (%s); running without a graph", error)
             self._destroy_graph()
 
     @property
     def uses_graph(self) -> bool:
         return self._graph_exec is not None
 
-    def run(self, batch, out):
+    def _parts(self, size, item_nbytes) -> list:
+        """The (start, stop) item ranges a chunk of `size` items is staged in."""
+        count = min(MAX_PARTS, size * item_nbytes // PART_NBYTES)
+        if count <= 1:
+            return [(0, size)]
+        bounds = [size * part // count for part in range(count + 1)]
+        return list(itertools.pairwise(bounds))
+
+    def _copy(self, destination, source, nbytes, kind):
         rt = cudart()
-        size = len(batch)
-        with self.lock:
-            # Staging through page-locked memory also makes any input layout (views, strides)
-            # contiguous on the way.
-            np.copyto(self._host_in[:size], batch)
-            if self._graph_exec is not None:
-                check_cuda(rt.cudaGraphLaunch(self._graph_exec, self._stream), "cudaGraphLaunch")
+        check_cuda(
+            rt.cudaMemcpyAsync(destination, source, nbytes, kind, self._stream), "cudaMemcpyAsync"
+        )
+
+    def run(self, sources, targets, start, size):
+        """Serves items [start, start + size) of a request whose inputs are `sources` and whose
+        outputs go to `targets` (arrays.Tensor, kinds set)."""
+        self._set_batch(size)
+        for spec, source in zip(self._inputs, sources, strict=True):
+            self._send(spec, source, start, size)
+        for spec, target in zip(self.outputs, targets, strict=True):
+            address = target.address + start * spec.item_nbytes if target.on_gpu else None
+            in_place = address is not None and address % ALIGNMENT == 0
+            self._bind(spec.name, address if in_place else self._device[spec.name])
+        self._execute()
+        staged = []  # (event or None, the caller's part, the staged part) of pageable outputs
+        for spec, target in zip(self.outputs, targets, strict=True):
+            staged += self._fetch(spec, target, start, size)
+        # Each part of a pageable output is copied out as soon as it has arrived, while the
+        # next one is on its way; a part without an event waits for the whole chunk.
+        synchronized = False
+        for event, destination, part in staged:
+            if event is not None:
+                check_cuda(cudart().cudaEventSynchronize(event), "cudaEventSynchronize")
+            elif not synchronized:
+                self._synchronize()
+                synchronized = True
+            np.copyto(destination, part)
+        if not synchronized:
+            self._synchronize()
+
+    def _synchronize(self):
+        check_cuda(cudart().cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+
+    def _send(self, spec, source, start, size):
+        """Gets a chunk of an input where the context reads it: bound in place on the GPU, or
+        copied into the context's buffer."""
+        rt = cudart()
+        nbytes, offset = size * spec.item_nbytes, start * spec.item_nbytes
+        device = self._device[spec.name]
+        if source.on_gpu:
+            if source.stream:  # the producer's work on it must finish first
+                check_cuda(rt.cudaEventRecord(self._wait_event, source.stream), "cudaEventRecord")
+                check_cuda(
+                    rt.cudaStreamWaitEvent(self._stream, self._wait_event, 0),
+                    "cudaStreamWaitEvent",
+                )
+            address = source.address + offset
+            if address % ALIGNMENT == 0:
+                self._bind(spec.name, address)
             else:
-                self._enqueue(size)
-            check_cuda(rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-            np.copyto(out, self._host_out[:size])
+                self._bind(spec.name, device)
+                self._copy(device, address, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice)
+            return
+        self._bind(spec.name, device)
+        if source.kind == PAGE_LOCKED:
+            self._copy(
+                device, source.address + offset, nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+            )
+        else:
+            self._stage_in(spec, source.host[start : start + size], device)
+
+    def _fetch(self, spec, target, start, size) -> list:
+        """Queues the copies of a chunk of an output to where the caller wants it, and returns
+        the staged parts still to be copied on the host."""
+        rt = cudart()
+        nbytes, offset = size * spec.item_nbytes, start * spec.item_nbytes
+        device = self._device[spec.name]
+        if target.on_gpu:
+            if self._bound[spec.name] == device:  # not bound in place: misaligned
+                self._copy(
+                    target.address + offset,
+                    device,
+                    nbytes,
+                    rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
+                )
+            return []
+        to_host = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        if target.kind == PAGE_LOCKED:
+            self._copy(target.address + offset, device, nbytes, to_host)
+            return []
+        staging, destination = self._staging[spec.name], target.host[start : start + size]
+        address = self._staging_address[spec.name]
+        parts = self._parts(size, spec.item_nbytes)
+        staged = []
+        for number, (low, high) in enumerate(parts):
+            part = low * spec.item_nbytes
+            self._copy(address + part, device + part, (high - low) * spec.item_nbytes, to_host)
+            event = None
+            if len(parts) > 1:
+                event = self._part_event(number)
+                check_cuda(rt.cudaEventRecord(event, self._stream), "cudaEventRecord")
+            staged.append((event, destination[low:high], staging[low:high]))
+        return staged
+
+    def _part_event(self, number):
+        """The event that marks the arrival of staged output part `number`."""
+        while len(self._part_events) <= number:
+            self._part_events.append(self._new_event())
+        return self._part_events[number]
+
+    def _stage_in(self, spec, source, device):
+        """Copies pageable `source` through the staging buffer to `device`, part by part: each
+        part's transfer runs while the next part is staged."""
+        staging, address = self._staging[spec.name], self._staging_address[spec.name]
+        to_gpu = cudart().cudaMemcpyKind.cudaMemcpyHostToDevice
+        for low, high in self._parts(len(source), spec.item_nbytes):
+            np.copyto(staging[low:high], source[low:high])
+            offset = low * spec.item_nbytes
+            self._copy(device + offset, address + offset, (high - low) * spec.item_nbytes, to_gpu)
 
     def _destroy_graph(self):
         rt = cudart()
@@ -458,17 +686,17 @@ class LeanExecutor:
         self._graph = self._graph_exec = None
 
     def close(self):
-        """Frees the graph, buffers and stream, and lets go of the context."""
+        """Frees the graph, buffers, events and stream, and lets go of the context."""
         rt = cudart()
-        with self.lock:
-            if self._stream is not None:
-                rt.cudaStreamSynchronize(self._stream)
-            self._destroy_graph()
-            for address in self._device.values():
-                rt.cudaFree(address)
-            for buffer in self._host.values():
-                buffer.free()
-            if self._stream is not None:
-                rt.cudaStreamDestroy(self._stream)
-            self._stream, self._device, self._host = None, {}, {}
-            self._host_in = self._host_out = self._context = None
+        if self._stream is not None:
+            rt.cudaStreamSynchronize(self._stream)
+        self._destroy_graph()
+        for address in self._device.values():
+            rt.cudaFree(address)
+        for event in self._events:
+            rt.cudaEventDestroy(event)
+        if self._stream is not None:
+            rt.cudaStreamDestroy(self._stream)
+        self._stream, self._device, self._staging = None, {}, {}
+        self._events, self._part_events = [], []
+        self._context = None

@@ -24,11 +24,27 @@ class EngineLoadError(RuntimeError):
     """A saved engine could not be deserialized."""
 
 
+def share_profiles(builder, network, config) -> None:
+    """Lets several execution contexts use one optimization profile at once, so that requests
+    for the same profile need not queue behind one context. TensorRT 10 does so by default (and
+    11 removed the switch); TensorRT 8.6 only with this preview feature, set at build time."""
+    import tensorrt as trt
+
+    feature = getattr(trt.PreviewFeature, "PROFILE_SHARING_0806", None)
+    if feature is not None and int(trt.__version__.split(".")[0]) < 10:
+        config.set_preview_feature(feature, True)
+
+
 def build_engine(model_path, profiles: dict):
     """Builds a TensorRT engine for the ONNX model with one optimization profile per entry of
-    `profiles` (use case -> Polygraphy Profile), in order."""
+    `profiles` (use case -> Polygraphy Profile), in order, each shareable between contexts."""
     import tensorrt as trt
-    from polygraphy.backend.trt import CreateConfig, engine_from_network, network_from_onnx_path
+    from polygraphy.backend.trt import (
+        CreateConfig,
+        PostprocessConfig,
+        engine_from_network,
+        network_from_onnx_path,
+    )
     from polygraphy.exception import PolygraphyException
 
     # Polygraphy logs TensorRT's own reasons (each parser or builder error) before it raises;
@@ -41,7 +57,8 @@ def build_engine(model_path, profiles: dict):
             "parser's errors are above"
         ) from error
     try:
-        return engine_from_network(network, config=CreateConfig(profiles=list(profiles.values())))
+        config = PostprocessConfig(CreateConfig(profiles=list(profiles.values())), share_profiles)
+        return engine_from_network(network, config=config)
     except PolygraphyException as error:
         raise EngineBuildError(
             f"TensorRT {trt.__version__} could not build an engine from {model_path} ({error}); "
@@ -92,6 +109,7 @@ def build_record(model_path, profiles: dict) -> dict:
             }
             for use_case, profile in profiles.items()
         },
+        "profile_sharing": True,  # see share_profiles()
         "tensorrt": trt.__version__,
         "gpu": gpu_name(),
     }
@@ -112,6 +130,7 @@ def reuse_verdict(engine_path, wanted: dict) -> str | None:
         return f"{about} is unreadable"
     if not isinstance(saved, dict):
         return f"{about} is unreadable"
+    saved.setdefault("profile_sharing", False)  # records written before it was recorded
     missing = [key for key in ("engine_sha256", *wanted) if key not in saved]
     if missing:
         return f"{about} is incomplete (no {', '.join(missing)})"
@@ -119,6 +138,7 @@ def reuse_verdict(engine_path, wanted: dict) -> str | None:
         ("engine_sha256", sha256_of(engine_path), "the engine file is not the one saved with it"),
         ("model_sha256", wanted["model_sha256"], "the model changed since the engine was built"),
         ("profiles", wanted["profiles"], "the profiles changed since the engine was built"),
+        ("profile_sharing", True, "it was built without profile sharing"),
         (
             "tensorrt",
             wanted["tensorrt"],

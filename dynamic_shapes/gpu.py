@@ -2,7 +2,7 @@
 known to fail, with the fix), and the CUDA runtime calls the project makes through NVIDIA's
 cuda-bindings: page-locked memory, free memory, the GPU's name."""
 
-import ctypes
+import contextlib
 import functools
 import re
 
@@ -126,19 +126,43 @@ def device_memory() -> tuple[int, int]:
     return free, total
 
 
-class PinnedBuffer:
-    """`nbytes` of page-locked host memory. Copies between the GPU and page-locked memory run
-    asynchronously and at full speed; from ordinary (pageable) memory they do neither."""
+class PageLockedMemory:
+    """`nbytes` of page-locked host memory, freed when the last array over it is collected.
+    Copies between the GPU and page-locked memory run asynchronously and at full speed; from
+    ordinary (pageable) memory they do neither."""
 
     def __init__(self, nbytes):
-        self.nbytes = nbytes
-        self.address = check_cuda(cudart().cudaMallocHost(nbytes), "cudaMallocHost")
+        self.address = check_cuda(cudart().cudaMallocHost(max(nbytes, 1)), "cudaMallocHost")
+        # NumPy builds arrays over it through this interface, and keeps this object as their
+        # base: every view keeps the memory alive.
+        self.__array_interface__ = {
+            "data": (self.address, False),
+            "shape": (nbytes,),
+            "typestr": "|u1",
+            "version": 3,
+        }
 
-    def as_array(self, dtype, shape) -> np.ndarray:
-        memory = (ctypes.c_byte * self.nbytes).from_address(self.address)
-        return np.frombuffer(memory, dtype, count=int(np.prod(shape))).reshape(shape)
-
-    def free(self):
-        if self.address is not None:
+    def __del__(self):
+        # At interpreter exit CUDA may be gone already, and the memory with it.
+        with contextlib.suppress(Exception):
             cudart().cudaFreeHost(self.address)
-            self.address = None
+
+
+def page_locked_empty(shape, dtype) -> np.ndarray:
+    """An uninitialized NumPy array in page-locked host memory."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    return np.asarray(PageLockedMemory(nbytes))[:nbytes].view(dtype).reshape(shape)
+
+
+def is_page_locked(array: np.ndarray) -> bool:
+    """Whether a contiguous array lies in page-locked memory, whoever allocated it."""
+    base = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, PageLockedMemory):  # ours: known without asking CUDA
+        return True
+    rt = cudart()
+    address = array.__array_interface__["data"][0]
+    attributes = check_cuda(rt.cudaPointerGetAttributes(address), "cudaPointerGetAttributes")
+    return attributes.type == rt.cudaMemoryType.cudaMemoryTypeHost

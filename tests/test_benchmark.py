@@ -62,6 +62,7 @@ def test_arguments_defaults_and_quick():
     assert (args.rounds, args.reps, args.warmup) == (10, 200, 50)
     assert args.narrow_vs_wide_batches == (1, 4, 16, 32, 128)
     assert args.convenience_batches == (1, 4, 32, 128)
+    assert args.contexts_batches == (4, 128)
     assert args.sections == benchmark.SECTIONS
     quick = benchmark.parse_args(["--quick", "--batch-sizes", "2,8", "--sections", "memory"])
     assert (quick.rounds, quick.reps, quick.warmup) == (3, 20, 5)
@@ -146,12 +147,36 @@ def synthetic_model(wide_us, context_mib):
             "baseline": "over an owned context",
         },
         "convenience": {
-            "by_batch": {1: {"TrtRunner.infer": stats(1200), benchmark.BASELINE: stats(20)}},
+            "by_batch": {
+                1: {
+                    "TrtRunner.infer": stats(1200),
+                    "dispatcher, GPU-resident": stats(12),
+                    benchmark.BASELINE: stats(20),
+                    benchmark.GPU_BASELINE: stats(10),
+                }
+            },
             "notes": [f"batch 64 left out: no profile accepts it ({ACCEPTED})"],
             "trtrunner_profile": [
                 {"function": "runner.py:1 infer", "us_per_infer": 500.0, "calls_per_infer": 1}
             ],
         },
+        "contexts": {
+            "threads": 8,
+            "by_batch": {
+                4: {
+                    "GPU-resident, 1 context": rate(1000, 4, 1.0),
+                    "GPU-resident, 4 contexts": rate(1200, 4, 1.2),
+                }
+            },
+        },
+    }
+
+
+def rate(requests_per_s, batch, vs_one_context):
+    return {
+        "requests_per_s": requests_per_s,
+        "images_per_s": requests_per_s * batch,
+        "vs_one_context": vs_one_context,
     }
 
 
@@ -171,8 +196,9 @@ def test_report_shows_a_table_per_measurement_with_ratios():
         "=== 3. Low-latency and offline requests",
         "=== 4. GPU memory",
         "=== 5. TrtRunner activate + deactivate",
-        "=== 6. The cost of convenience, batch 1",
+        "=== 6. Serving paths and the floors under them, batch 1",
         "=== Where TrtRunner.infer spends its time",
+        "=== 7. Concurrent requests for one profile: one context, or several, batch 4, 8 threads",
     ]:
         assert title in text
     assert "1.50x" in text  # wide vs narrow
@@ -181,7 +207,13 @@ def test_report_shows_a_table_per_measurement_with_ratios():
     assert "cost per profile switch: 20.0 us" in text
     # What a section left out is said, after its tables.
     assert f"note: batch 64 left out: no profile accepts it ({ACCEPTED})" in text
-    assert text.index("=== 6. The cost of convenience") < text.index("note: batch 64")
+    assert text.index("=== 6. Serving paths") < text.index("note: batch 64")
+    # Each serving path against the floor for its memory.
+    assert re.search(r"dispatcher, GPU-resident +12.0 +12.6 +12.9 +1.20x", text)
+    assert (
+        "vs floor: against bare loop, page-locked; GPU-resident rows against bare execute" in text
+    )
+    assert re.search(r"GPU-resident, 4 contexts +1200 +4800 +1.20x", text)
 
 
 def test_the_report_puts_the_models_trade_offs_side_by_side():
@@ -231,11 +263,13 @@ def test_quick_run_of_both_models_checks_and_writes_every_section(tmp_path):
             assert int(batch) in benchmark.CONVENIENCE_BATCHES
             assert all(s["median_us"] > 0 for s in stats.values())
             # Graph rows only where the profile is static (batch 1 and 128).
-            assert ("dispatcher, CUDA graphs" in stats) == (int(batch) in (1, 128))
+            assert ("dispatcher, pageable, CUDA graph" in stats) == (int(batch) in (1, 128))
+            assert "dispatcher, page-locked" in stats and benchmark.COPIES in stats
+        assert set(model["contexts"]["by_batch"]) == {"4", "128"}
     # Activation memory: none for the identity, some for every context of the convnet.
     assert results["models"]["identity"]["memory"]["context_reported_mib"] == 0
     assert results["models"]["dynamic_convnet"]["memory"]["context_reported_mib"] > 1
-    assert "=== 6. The cost of convenience, batch 128" in result.stdout
+    assert "=== 6. Serving paths and the floors under them, batch 128" in result.stdout
     assert "note: batch 4: no CUDA-graph rows; its profile accepts 1..32" in result.stdout
     assert "=== The trade-offs, side by side (medians)" in result.stdout
     # A second run reuses the four engines instead of building them again.

@@ -57,6 +57,7 @@ def test_every_profile_agrees_with_onnx_runtime_at_its_min_opt_and_max(engine, r
     [
         {"path": "lean", "cuda_graphs": True},
         {"path": "lean", "cuda_graphs": False},
+        {"path": "lean", "contexts_per_profile": 2},
         {"path": "runner"},
     ],
 )

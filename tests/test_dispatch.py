@@ -17,6 +17,7 @@ pytestmark = pytest.mark.gpu
 CONFIGURATIONS = {
     "lean with CUDA graphs": {"path": "lean", "cuda_graphs": True},
     "lean": {"path": "lean", "cuda_graphs": False},
+    "lean, 2 contexts per profile": {"path": "lean", "contexts_per_profile": 2},
     "runner": {"path": "runner"},
 }
 
@@ -34,6 +35,8 @@ def dispatcher(engine, request):
 
 
 def test_graphs_serve_the_static_profiles(engine):
+    with Dispatcher(engine, contexts_per_profile=2) as dispatcher:
+        assert dispatcher.graph_use_cases == ["low latency", "offline"]
     with Dispatcher(engine, path="lean", cuda_graphs=True) as dispatcher:
         assert dispatcher.graph_use_cases == ["low latency", "offline"]
     with Dispatcher(engine, path="lean", cuda_graphs=False) as dispatcher:
@@ -140,3 +143,101 @@ def test_a_dispatcher_nobody_closed_lets_go_of_its_engine_when_collected(engine)
         Dispatcher(engine).infer(random_images(128))
         gc.collect()
     assert abs(device_memory()[0] - free_before) < 2**20
+
+
+# ---------------------------------------------------------------------------------------------
+# Page-locked and GPU-resident requests (lean path)
+
+BATCHES = (1, 4, 32, 77, 128, 300)
+
+
+@pytest.fixture
+def lean(engine):
+    with Dispatcher(engine, contexts_per_profile=2) as dispatcher:
+        yield dispatcher
+
+
+def test_page_locked_requests_are_served_exactly_without_staging(lean):
+    from dynamic_shapes.gpu import is_page_locked
+
+    for batch in BATCHES:
+        (inputs,), (outputs,) = (
+            lean.page_locked_inputs(batch).values(),
+            lean.page_locked_outputs(batch).values(),
+        )
+        assert is_page_locked(inputs) and is_page_locked(outputs[1:])
+        inputs[:] = random_images(batch, seed=batch)
+        assert lean.infer(inputs, out=outputs) is outputs
+        check_identity(inputs, outputs)
+    assert not is_page_locked(random_images(1))
+
+
+@pytest.fixture(scope="module")
+def cupy():
+    return pytest.importorskip(
+        "cupy", reason="GPU-resident requests are tested with CuPy: requirements-gpu-arrays.txt"
+    )
+
+
+def test_cupy_arrays_are_served_on_the_gpu_and_results_stay_there(lean, cupy):
+    for batch in BATCHES:
+        images = random_images(batch, seed=batch)
+        on_gpu = cupy.asarray(images)
+        out = cupy.empty_like(on_gpu)
+        assert lean.infer(on_gpu, out=out) is out
+        check_identity(images, cupy.asnumpy(out))
+        check_identity(images, lean.infer(on_gpu))  # without out, to the host
+
+
+def test_gpu_views_that_start_mid_allocation_are_served_exactly(lean, cupy):
+    # 9408-byte images: a view from the second one on is not aligned as TensorRT needs, and is
+    # copied on the GPU rather than bound in place; so is an output written there.
+    images = random_images(130, seed=3)
+    on_gpu, out = cupy.asarray(images), cupy.zeros((130, 3, 28, 28), cupy.float32)
+    lean.infer(on_gpu[1:129], out=out[2:130])
+    check_identity(images[1:129], cupy.asnumpy(out[2:130]))
+
+
+class DLPackOnly:
+    """A GPU array that speaks only DLPack, as JAX's do."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __dlpack__(self, stream=None):
+        return self.array.__dlpack__(stream=stream)
+
+    def __dlpack_device__(self):
+        return self.array.__dlpack_device__()
+
+
+def test_dlpack_arrays_are_served_on_the_gpu(lean, cupy):
+    images = random_images(40, seed=4)
+    assert not hasattr(DLPackOnly(None), "__cuda_array_interface__")
+    check_identity(images, lean.infer(DLPackOnly(cupy.asarray(images))))
+
+
+def test_work_queued_on_the_producers_stream_is_waited_for(lean, cupy):
+    images = random_images(128, seed=5)
+    source = cupy.asarray(images)
+    for _ in range(20):
+        with cupy.cuda.Stream(non_blocking=True) as stream:
+            # Queued, not done: the copy runs on this stream, and the array names it.
+            request = cupy.empty_like(source)
+            request.data.copy_from_device_async(source.data, source.nbytes, stream)
+            check_identity(images, lean.infer(request))
+
+
+def test_mixed_requests_gpu_input_page_locked_output(lean, cupy):
+    images = random_images(300, seed=6)
+    out = lean.page_locked_outputs(300)["Y"]
+    lean.infer({"X": cupy.asarray(images)}, out={"Y": out})
+    check_identity(images, out)
+
+
+def test_the_runner_path_refuses_gpu_arrays_clearly(engine, cupy):
+    with (
+        Dispatcher(engine, path="runner") as dispatcher,
+        pytest.raises(ValueError, match="the runner path serves NumPy arrays; use path='lean'"),
+    ):
+        dispatcher.infer(cupy.asarray(random_images(1)))

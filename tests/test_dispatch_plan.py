@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dynamic_shapes.dispatch import check_outputs_fit, check_request, choose_profile, plan_chunks
+from dynamic_shapes.tensors import TensorSpec
 from scenario import MODEL_INPUT, random_images, scenario_ranges
 
 RANGES = tuple(scenario_ranges().values())
@@ -67,10 +68,52 @@ def test_a_batch_that_cannot_be_split_is_refused_with_the_ranges():
 
 def test_check_request_accepts_an_array_or_a_feed_dict_and_converts_nothing():
     images = random_images(3)
-    assert check_request(images) is images
-    assert check_request({"X": images}) is images
+    (tensor,) = check_request(images)
+    assert tensor.host is images and tensor.kind is None  # where it lives: asked of CUDA later
+    assert check_request({"X": images})[0].host is images
     strided = random_images(6)[::2]
-    assert check_request(strided) is strided  # non-contiguous input is served, not refused
+    (tensor,) = check_request(strided)  # non-contiguous input is served, not refused
+    assert tensor.host is strided
+
+
+class GpuArray:
+    """What a GPU array library shows the dispatcher: the CUDA array interface, no memory."""
+
+    def __init__(self, shape, typestr="<f4", strides=None, stream=None):
+        self.__cuda_array_interface__ = {
+            "shape": shape, "typestr": typestr, "data": (2**20, False), "strides": strides,
+            "version": 3, "stream": stream,
+        }  # fmt: skip
+
+
+def test_gpu_arrays_are_read_in_place_and_their_stream_is_kept():
+    (tensor,) = check_request(GpuArray((2, 3, 28, 28), stream=7))
+    assert (tensor.on_gpu, tensor.address, tensor.stream) == (True, 2**20, 7)
+    # Strides that describe a C-contiguous array are fine, also where a dimension is 1.
+    check_request(GpuArray((1, 3, 28, 28), strides=(999, 3136, 112, 4)))
+
+
+TWO_INPUTS = [
+    TensorSpec("X", np.dtype(np.float32), (3, 28, 28)),
+    TensorSpec("labels", np.dtype(np.int32), (4,)),
+]
+
+
+def test_several_inputs_come_by_name_with_one_batch_size():
+    images, labels = random_images(2), np.zeros((2, 4), np.int32)
+    tensors = check_request({"labels": labels, "X": images}, TWO_INPUTS)
+    assert [tensor.host for tensor in tensors] == [images, labels]  # in the engine's order
+    with pytest.raises(ValueError) as error:
+        check_request(images, TWO_INPUTS)
+    assert str(error.value) == "this model has 2 inputs ['X', 'labels']; pass {name: array}"
+    with pytest.raises(ValueError) as error:
+        check_request({"X": images}, TWO_INPUTS)
+    assert str(error.value) == "no input ['labels']; this model has inputs ['X', 'labels']"
+    with pytest.raises(ValueError) as error:
+        check_request({"X": images, "labels": labels[:1]}, TWO_INPUTS)
+    assert str(error.value) == (
+        "the inputs' batch sizes differ: {'X': 2, 'labels': 1}; they must be equal"
+    )
 
 
 EXPECTED = "X float32 [batch, 3, 28, 28]"
@@ -90,16 +133,31 @@ EXPECTED = "X float32 [batch, 3, 28, 28]"
         (
             np.zeros((2, 3, 28, 28), np.float64),
             f"expected {EXPECTED}, got dtype float64; "
-            "convert it first, e.g. images.astype(np.float32)",
+            "convert it first, e.g. with .astype(np.float32)",
         ),
-        ([[0.0]], "expected a NumPy array for X, got list"),
+        (
+            [[0.0]],
+            "expected a NumPy array or a GPU array (__cuda_array_interface__ or DLPack) for X, "
+            "got list",
+        ),
         (
             {"input": np.zeros((1, 3, 28, 28), np.float32)},
-            "unknown input name(s) ['input']; this model has one input, 'X'",
+            "unknown input name(s) ['input']; this model has inputs ['X']",
         ),
         (
             {"X": np.zeros((1, 3, 28, 28), np.float32), "Z": 0},
-            "unknown input name(s) ['Z']; this model has one input, 'X'",
+            "unknown input name(s) ['Z']; this model has inputs ['X']",
+        ),
+        (
+            GpuArray((2, 3, 28, 28), typestr="<f2"),
+            f"expected {EXPECTED}, got dtype float16; "
+            "convert it first, e.g. with .astype(np.float32)",
+        ),
+        (
+            GpuArray((2, 3, 28, 28), strides=(4, 8, 2352, 84)),
+            "X is a GPU array with strides "
+            "(4, 8, 2352, 84); the dispatcher reads GPU arrays in place and needs them "
+            "C-contiguous (e.g. cupy.ascontiguousarray)",
         ),
     ],
 )

@@ -133,6 +133,7 @@ WANTED = {
     "profiles": {
         "low latency": {"X": {"min": [1, 3, 28, 28], "opt": [1, 3, 28, 28], "max": [1, 3, 28, 28]}}
     },
+    "profile_sharing": True,
     "tensorrt": "8.6.0",
     "gpu": "NVIDIA H100 80GB HBM3",
 }
@@ -151,6 +152,12 @@ def saved(tmp_path):
 def edit_record(engine, **changes):
     record = json.loads(record_path(engine).read_text())
     record_path(engine).write_text(json.dumps({**record, **changes}))
+
+
+def drop_from_record(engine, key):
+    record = json.loads(record_path(engine).read_text())
+    del record[key]
+    record_path(engine).write_text(json.dumps(record))
 
 
 def test_an_engine_with_a_matching_record_is_reused(saved):
@@ -174,6 +181,11 @@ def test_a_record_from_another_json_key_order_still_matches(saved):
         (
             lambda e: record_path(e).write_text("{}"),
             f"{RECORD} is incomplete (no engine_sha256, model_sha256, profiles, tensorrt, gpu)",
+        ),
+        (
+            # Engines saved before the record said so: their contexts cannot share profiles.
+            lambda e: drop_from_record(e, "profile_sharing"),
+            "it was built without profile sharing",
         ),
         (lambda e: e.write_bytes(b"engine by"), "the engine file is not the one saved with it"),
         (lambda e: e.write_bytes(b""), "the engine file is not the one saved with it"),

@@ -137,14 +137,17 @@ def test_an_interrupted_record_write_makes_the_engine_rebuilt_not_trusted(
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, record_path(path).name]
 
 
-def test_stress_quick_serves_every_request_exactly_and_leaks_nothing(tmp_path):
+@pytest.mark.parametrize("memory", ["pageable", "page-locked"])
+def test_stress_quick_serves_every_request_exactly_and_leaks_nothing(tmp_path, memory):
     out = tmp_path / "stress.json"
     engine = tmp_path / "dynamic_identity.engine"
     result = run_script(
-        "stress.py", "--quick", "--json", str(out), "--engine", str(engine), timeout=300
-    )
+        "stress.py", "--quick", "--memory", memory, "--json", str(out), "--engine", str(engine),
+        timeout=300,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(out.read_text())
     assert figures["load"]["requests_served"] == 8 * 250
     assert figures["load"]["errors"] == 0
+    assert (figures["load"]["memory"], figures["load"]["contexts_per_profile"]) == (memory, 4)
     assert result.stdout.count("PASS") == 5
