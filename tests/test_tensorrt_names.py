@@ -30,9 +30,12 @@ BINDINGS = {
 # Names the code reaches through a fallback: every version needs one name of each group.
 # TensorRT 10.1 added device_memory_size_v2, and 11 removed device_memory_size.
 ALTERNATIVES = [{"device_memory_size_v2", "device_memory_size"}]
+# Names the code reads with getattr(..., None) and does without where a version lacks them.
+# TensorRT 10 shares profiles between contexts by default, and 11 removed the switch.
+NOT_NEEDED_FROM = {"PROFILE_SHARING_0806": "11.0"}
 # What the code calls TensorRT things: the module, engines and execution contexts.
 MODULE_NAMES = {"trt", "tensorrt"}
-OBJECT_NAMES = {"engine", "context", "_context"}
+OBJECT_NAMES = {"engine", "context", "_context", "config"}
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tensorrt-bindings"
 
 
@@ -97,7 +100,7 @@ def chain_root(node) -> str | None:
 
 def used_tensorrt_names(root: Path) -> dict:
     """{name: [file:line, ...]} for every attribute the project's code reads from the TensorRT
-    module, an engine or an execution context, getattr() included."""
+    module, an engine, an execution context or a builder config, getattr() included."""
     used = {}
     for path in sorted(root.rglob("*.py")):
         if any(part.startswith(".") for part in path.relative_to(root).parts):
@@ -111,7 +114,10 @@ def used_tensorrt_names(root: Path) -> dict:
             elif (
                 isinstance(node, ast.Call)
                 and getattr(node.func, "id", None) in ("getattr", "hasattr")
-                and receiver(node.args[0]) in OBJECT_NAMES
+                and (
+                    receiver(node.args[0]) in OBJECT_NAMES
+                    or chain_root(node.args[0]) in MODULE_NAMES
+                )
                 and isinstance(node.args[1], ast.Constant)
             ):
                 name = node.args[1].value
@@ -142,6 +148,8 @@ def test_every_tensorrt_name_the_code_uses_exists_in_8_6_10_and_11(versions):
     for name in sorted(in_any):
         group = next((g for g in ALTERNATIVES if name in g), {name})
         for version, names in versions.items():
+            if name in NOT_NEEDED_FROM and float(version) >= float(NOT_NEEDED_FROM[name]):
+                continue
             if not any(offers(names, alternative) for alternative in group):
                 missing.append(f"{name} (used at {', '.join(used[name])}) is not in {version}")
     assert not missing, "\n".join(missing)
@@ -157,3 +165,5 @@ def test_the_removals_the_fallbacks_exist_for_are_real(versions):
     assert offers(versions["11.4"], "device_memory_size_v2")
     assert not offers(versions["10.0"], "get_binding_index")
     assert offers(versions["8.6"], "get_binding_index")
+    assert all(offers(versions[v], "PROFILE_SHARING_0806") for v in ("8.6", "10.0", "10.16"))
+    assert not offers(versions["11.0"], "PROFILE_SHARING_0806")
