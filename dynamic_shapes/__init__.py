@@ -1,11 +1,12 @@
 """
 What the scripts beside this package share, one module a concern. Modules import downwards only:
 
+    triton        Triton model repositories for a saved engine              (serving floor)
     dispatch      serving any batch size on an engine's profiles           (serving floor)
     arrays        where a request's arrays live: pageable, page-locked, GPU
     engines       building, saving, loading and reusing an engine; contexts
     reference     ONNX Runtime on the CPU, and comparing results with it
-    onnx_inputs   what an ONNX model's input looks like
+    onnx_inputs   what an ONNX model's input and outputs look like
     gpu           whether TensorRT, cuda-bindings and a GPU are usable; CUDA helpers
     cli           one convention for every script: errors, exit codes, progress
     files         writing files so that an interruption loses nothing

@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from dynamic_shapes.files import check_writable
+from dynamic_shapes.files import check_writable, check_writable_folder
 
 EXIT_FAILURE, EXIT_INTERRUPTED = 1, 130
 
@@ -80,6 +80,14 @@ def output_file(text) -> Path:
     nowhere to put its results."""
     try:
         return check_writable(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def output_folder(text) -> Path:
+    """A folder files can be written into, existing or new: checked now, like output_file."""
+    try:
+        return check_writable_folder(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 

@@ -24,7 +24,7 @@ class EngineLoadError(RuntimeError):
     """A saved engine could not be deserialized."""
 
 
-def share_profiles(builder, network, config) -> None:
+def share_profiles(builder, network, builder_config) -> None:
     """Lets several execution contexts use one optimization profile at once, so that requests
     for the same profile need not queue behind one context. TensorRT 10 does so by default (and
     11 removed the switch); TensorRT 8.6 only with this preview feature, set at build time."""
@@ -32,7 +32,7 @@ def share_profiles(builder, network, config) -> None:
 
     feature = getattr(trt.PreviewFeature, "PROFILE_SHARING_0806", None)
     if feature is not None and int(trt.__version__.split(".")[0]) < 10:
-        config.set_preview_feature(feature, True)
+        builder_config.set_preview_feature(feature, True)
 
 
 def build_engine(model_path, profiles: dict):
@@ -102,17 +102,46 @@ def build_record(model_path, profiles: dict) -> dict:
 
     return {
         "model_sha256": sha256_of(model_path),
-        "profiles": {
-            use_case: {
-                name: {key: list(getattr(shapes, key)) for key in ("min", "opt", "max")}
-                for name, shapes in profile.items()
-            }
-            for use_case, profile in profiles.items()
-        },
+        "profiles": profiles_record(profiles),
         "profile_sharing": True,  # see share_profiles()
         "tensorrt": trt.__version__,
         "gpu": gpu_name(),
     }
+
+
+def profiles_record(profiles: dict) -> dict:
+    """{use case: {input: {"min": [...], "opt": [...], "max": [...]}}}, in profile-index order,
+    for Polygraphy Profiles: how a record holds them."""
+    return {
+        use_case: {
+            name: {key: list(getattr(shapes, key)) for key in ("min", "opt", "max")}
+            for name, shapes in profile.items()
+        }
+        for use_case, profile in profiles.items()
+    }
+
+
+def read_record(engine_path) -> dict:
+    """The record saved beside an engine, checked to describe that very file; ValueError says
+    what is wrong and how to get a good pair."""
+    engine_path, record = Path(engine_path), record_path(engine_path)
+    if not engine_path.is_file():
+        raise ValueError(f"no engine at {engine_path}; build one with example.py")
+    try:
+        saved = json.loads(record.read_text())
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict) or "profiles" not in saved or "engine_sha256" not in saved:
+        raise ValueError(
+            f"{record} is missing or unreadable: it says what {engine_path.name} was built from; "
+            "build the engine again with example.py"
+        )
+    if saved["engine_sha256"] != sha256_of(engine_path):
+        raise ValueError(
+            f"{engine_path.name} is not the engine {record.name} was saved with; build it again "
+            "with example.py"
+        )
+    return saved
 
 
 def reuse_verdict(engine_path, wanted: dict) -> str | None:

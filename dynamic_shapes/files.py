@@ -42,3 +42,17 @@ def check_writable(path) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"cannot write {path}: the folder {folder} is not writable")
     return path
+
+
+def check_writable_folder(path) -> Path:
+    """Returns `path` as a Path if files can be written into it (an existing folder, or a new
+    one in an existing folder), else raises ValueError saying why."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file; name a folder")
+    folder = path if path.is_dir() else path.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write into {path}: there is no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write into {path}: the folder {folder} is not writable")
+    return path

@@ -1,5 +1,5 @@
-"""What an ONNX model's input looks like: one input, a dynamic batch first, fixed dimensions
-after it. Read from the file alone; nothing is built or run."""
+"""What an ONNX model's input and outputs look like: one input, each tensor with a dynamic batch
+first and fixed dimensions after it. Read from the file alone; nothing is built or run."""
 
 from pathlib import Path
 
@@ -11,6 +11,26 @@ from dynamic_shapes.tensors import TensorSpec
 def read_model_input(model_path) -> TensorSpec:
     """The one input of an ONNX model, whose first dimension must be a dynamic batch and the
     others fixed; ValueError says what does not fit."""
+    path, model = Path(model_path), load_graph(model_path)
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        names = [i.name for i in inputs]
+        raise ValueError(f"{path} has {len(inputs)} inputs {names}; one is needed")
+    (tensor,) = inputs
+    return tensor_spec(tensor, path, "input")
+
+
+def read_model_outputs(model_path) -> list:
+    """The outputs of an ONNX model, each with a dynamic batch first and fixed dimensions after
+    it; ValueError says what does not fit."""
+    path = Path(model_path)
+    return [tensor_spec(tensor, path, "output") for tensor in load_graph(model_path).graph.output]
+
+
+def load_graph(model_path):
+    """The ONNX model at `model_path`, without its external weights; ValueError unless the file
+    holds one."""
     import onnx
 
     path = Path(model_path)
@@ -27,18 +47,16 @@ def read_model_input(model_path) -> TensorSpec:
     # Protobuf parses many byte strings into some message; an ONNX model has a graph.
     if not model.HasField("graph"):
         raise ValueError(f"{path} is not an ONNX model: it holds no graph")
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        names = [i.name for i in inputs]
-        raise ValueError(f"{path} has {len(inputs)} inputs {names}; one is needed")
-    (tensor,) = inputs
-    return TensorSpec(tensor.name, input_dtype(tensor, path), item_shape(tensor, path))
+    return model
 
 
-def item_shape(tensor, path) -> tuple:
-    """The fixed dimensions after the dynamic batch dimension of an input."""
-    where = f"input {tensor.name} of {path}"
+def tensor_spec(tensor, path, role) -> TensorSpec:
+    return TensorSpec(tensor.name, tensor_dtype(tensor, path, role), item_shape(tensor, path, role))
+
+
+def item_shape(tensor, path, role) -> tuple:
+    """The fixed dimensions after the dynamic batch dimension of an input or output."""
+    where = f"{role} {tensor.name} of {path}"
     if not tensor.type.tensor_type.HasField("shape"):
         raise ValueError(
             f"{where} has no shape; export the model with input shapes, a dynamic batch first"
@@ -59,13 +77,13 @@ def item_shape(tensor, path) -> tuple:
     return tuple(d.dim_value for d in dims[1:])
 
 
-def input_dtype(tensor, path) -> np.dtype:
+def tensor_dtype(tensor, path, role) -> np.dtype:
     import onnx
 
     try:
         return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.type.tensor_type.elem_type))
     except (KeyError, TypeError):
         raise ValueError(
-            f"input {tensor.name} of {path} has element type "
+            f"{role} {tensor.name} of {path} has element type "
             f"{tensor.type.tensor_type.elem_type}, which has no NumPy dtype"
         ) from None

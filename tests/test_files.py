@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from dynamic_shapes.files import check_writable, write_atomically
+from dynamic_shapes.files import check_writable, check_writable_folder, write_atomically
 
 
 def current_umask():
@@ -67,3 +67,13 @@ def test_check_writable(tmp_path):
         check_writable(tmp_path)
     with pytest.raises(ValueError, match=f"there is no folder {tmp_path / 'missing'}$"):
         check_writable(tmp_path / "missing" / "x.json")
+
+
+def test_check_writable_folder(tmp_path):
+    assert check_writable_folder(tmp_path) == tmp_path  # an existing folder
+    assert check_writable_folder(tmp_path / "new") == tmp_path / "new"  # a new one
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file; name a folder"):
+        check_writable_folder(tmp_path / "file")
+    with pytest.raises(ValueError, match="there is no folder"):
+        check_writable_folder(tmp_path / "missing" / "new")

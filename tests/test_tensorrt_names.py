@@ -35,7 +35,7 @@ ALTERNATIVES = [{"device_memory_size_v2", "device_memory_size"}]
 NOT_NEEDED_FROM = {"PROFILE_SHARING_0806": "11.0"}
 # What the code calls TensorRT things: the module, engines and execution contexts.
 MODULE_NAMES = {"trt", "tensorrt"}
-OBJECT_NAMES = {"engine", "context", "_context", "config"}
+OBJECT_NAMES = {"engine", "context", "_context", "builder_config"}
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tensorrt-bindings"
 
 

@@ -1,0 +1,132 @@
+"""Model repositories for Triton Inference Server, written for a saved engine.
+
+For Triton's TensorRT backend, a model lists the profiles its instances may use
+(`instance_group { profile: [...] }`), and the backend gives each instance one context per
+listed profile. For each batch it picks, among the contexts whose range covers the batch, the
+one whose opt is nearest; a batch no listed profile covers fails with INVALID_ARG ("failed to
+find any Optimization Profile ..."), and one above `max_batch_size` is refused by Triton
+before the backend sees it. Triton's dynamic batcher may form any batch size up to
+`max_batch_size` out of requests that are each fine, so a batcher in front of profiles with a
+gap between them (the scenario's 1..32 and 128) would fail good requests. Hence two models:
+
+- NAME: the profiles that cover every batch from 1 up without a gap (low latency and dynamic
+  batching: 1..32), `max_batch_size` the top of that run, and the dynamic batcher, its preferred
+  batch sizes the opts and maxes of those profiles. Every batch a client may send is served.
+- NAME_all_profiles, where some profile lies beyond that run: every profile, `max_batch_size`
+  the largest max, no batcher (each request is its own batch). A batch some profile accepts is
+  served; any other is refused by the backend with INVALID_ARG, naming the profiles.
+
+CUDA graphs are on in both: for NAME, Triton's default graph batch sizes (1, the preferred
+sizes and `max_batch_size`, all inside the profiles); for NAME_all_profiles, the sizes of the
+static profiles, where a graph replays what every request of that profile runs.
+
+Configs are built as Triton's own ModelConfig protobuf (tritonclient.grpc.model_config_pb2)
+and written in its text format, config.pbtxt.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from dynamic_shapes.files import write_atomically
+
+# NumPy dtypes and the names of Triton's data types.
+TRITON_TYPES = {
+    np.dtype(np.bool_): "TYPE_BOOL",
+    np.dtype(np.uint8): "TYPE_UINT8",
+    np.dtype(np.int8): "TYPE_INT8",
+    np.dtype(np.int32): "TYPE_INT32",
+    np.dtype(np.int64): "TYPE_INT64",
+    np.dtype(np.float16): "TYPE_FP16",
+    np.dtype(np.float32): "TYPE_FP32",
+}
+DEFAULT_QUEUE_DELAY_US = 100
+ALL_PROFILES_SUFFIX = "_all_profiles"
+
+
+def batch_ranges_of(record: dict) -> list:
+    """Each profile's (min, opt, max) batch size, in profile-index order, from an engine's
+    record (engines.read_record): the first dimension of its first input."""
+    ranges = []
+    for shapes in record["profiles"].values():
+        first = next(iter(shapes.values()))
+        ranges.append(tuple(first[key][0] for key in ("min", "opt", "max")))
+    return ranges
+
+
+def gapless_top(ranges) -> int:
+    """The largest batch B such that every batch from 1 to B is accepted by some profile;
+    0 if none accepts batch 1."""
+    top = 0
+    while any(low <= top + 1 <= high for low, _, high in ranges):
+        top = max(high for low, _, high in ranges if low <= top + 1 <= high)
+    return top
+
+
+def tensor_config(message, spec) -> None:
+    """Fills a ModelInput or ModelOutput for `spec` (the batch dimension is implicit)."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    if spec.dtype not in TRITON_TYPES:
+        raise ValueError(f"{spec.describe()}: Triton has no type for {spec.dtype}")
+    message.name = spec.name
+    message.data_type = mc.DataType.Value(TRITON_TYPES[spec.dtype])
+    message.dims.extend(spec.item_shape)
+
+
+def tensorrt_configs(name, ranges, inputs, outputs, queue_delay_us=DEFAULT_QUEUE_DELAY_US):
+    """{model name: ModelConfig} for Triton's TensorRT backend, as the module says."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    top = gapless_top(ranges)
+    if top == 0:
+        raise ValueError(f"no profile accepts batch 1 (profiles {ranges}); nothing to batch")
+    batched = [index for index, (low, _, high) in enumerate(ranges) if high <= top]
+
+    def model(model_name, profiles, max_batch_size):
+        config = mc.ModelConfig(name=model_name, platform="tensorrt_plan")
+        config.max_batch_size = max_batch_size
+        for spec in inputs:
+            tensor_config(config.input.add(), spec)
+        for spec in outputs:
+            tensor_config(config.output.add(), spec)
+        group = config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU)
+        group.profile.extend(str(index) for index in profiles)
+        config.optimization.cuda.graphs = True
+        return config
+
+    online = model(name, batched, top)
+    preferred = sorted({size for i in batched for size in ranges[i][1:]} - {1})
+    online.dynamic_batching.preferred_batch_size.extend(preferred)
+    online.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+    configs = {name: online}
+    if len(batched) < len(ranges):
+        everything = model(
+            name + ALL_PROFILES_SUFFIX, range(len(ranges)), max(high for _, _, high in ranges)
+        )
+        for low, _, high in ranges:
+            if low == high:
+                everything.optimization.cuda.graph_spec.add(batch_size=low)
+        configs[everything.name] = everything
+    return configs
+
+
+def config_text(config, comment: str) -> str:
+    """A ModelConfig in config.pbtxt form, after `comment` (one or more lines)."""
+    from google.protobuf import text_format
+
+    header = "".join(f"# {line}\n" for line in comment.splitlines())
+    return header + text_format.MessageToString(config)
+
+
+def write_tensorrt_repository(folder, engine_bytes: bytes, configs: dict, comment: str) -> list:
+    """Writes each model's config.pbtxt and version 1's model.plan under `folder`; returns the
+    files written."""
+    written = []
+    for name, config in configs.items():
+        model = Path(folder) / name
+        (model / "1").mkdir(parents=True, exist_ok=True)
+        write_atomically(model / "1" / "model.plan", engine_bytes)
+        write_atomically(model / "config.pbtxt", config_text(config, comment).encode())
+        written += [model / "config.pbtxt", model / "1" / "model.plan"]
+    return written

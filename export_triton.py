@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""
+Writes a model repository for Triton Inference Server's TensorRT backend from a saved engine
+and the record beside it (see example.py): a model that serves every batch from 1 to 32 through
+Triton's dynamic batcher, and one that serves every batch some profile accepts, one request a
+batch. dynamic_shapes/triton.py says why there are two.
+
+    python3 export_triton.py                          # dynamic_identity.engine -> triton_tensorrt/
+    python3 export_triton.py --engine m.engine --model m.onnx --output repo/ --name m
+
+Needs no GPU: the profiles come from the engine's record, the tensors from the ONNX model it was
+built from. Triton must run the same TensorRT version the engine was built with (the config
+says which), on the same GPU model.
+"""
+
+import sys
+from pathlib import Path
+
+from dynamic_shapes import cli
+from dynamic_shapes.engines import read_record, sha256_of
+from dynamic_shapes.onnx_inputs import read_model_input, read_model_outputs
+from dynamic_shapes.triton import (
+    DEFAULT_QUEUE_DELAY_US,
+    batch_ranges_of,
+    tensorrt_configs,
+    write_tensorrt_repository,
+)
+from scenario import ENGINE_PATH, MODEL_PATH
+
+
+def parse_args(argv=None):
+    parser = cli.make_parser(__file__, __doc__)
+    parser.add_argument(
+        "--engine", type=Path, default=ENGINE_PATH, help="the saved engine (%(default)s)"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=MODEL_PATH,
+        help="the ONNX model the engine was built from (%(default)s)",
+    )
+    parser.add_argument(
+        "--output",
+        type=cli.output_folder,
+        default="triton_tensorrt",
+        help="the repository folder to write (%(default)s)",
+    )
+    parser.add_argument("--name", help="the model's name in Triton (default: the engine's stem)")
+    parser.add_argument(
+        "--max-queue-delay-us",
+        type=cli.non_negative,
+        default=DEFAULT_QUEUE_DELAY_US,
+        help="how long the dynamic batcher may hold a request to gather a batch (%(default)s)",
+    )
+    args = parser.parse_args(argv)
+    args.name = args.name or args.engine.name.split(".")[0]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return cli.run(args, lambda: export(args))
+
+
+def export(args) -> None:
+    record = read_record(args.engine)
+    inputs, outputs = [read_model_input(args.model)], read_model_outputs(args.model)
+    if sha256_of(args.model) != record["model_sha256"]:
+        raise ValueError(
+            f"{args.engine.name} was not built from {args.model}: pass the model it was built "
+            "from with --model"
+        )
+    configs = tensorrt_configs(
+        args.name, batch_ranges_of(record), inputs, outputs, args.max_queue_delay_us
+    )
+    comment = (
+        f"Written by export_triton.py for {args.engine.name}, built by TensorRT "
+        f"{record['tensorrt']} for {record['gpu']}:\nTriton must run that TensorRT version."
+    )
+    written = write_tensorrt_repository(args.output, args.engine.read_bytes(), configs, comment)
+    for path in written:
+        print(f"Wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
