@@ -1,4 +1,10 @@
-"""Model repositories for Triton Inference Server, written for a saved engine.
+"""Model repositories for Triton Inference Server, written for a saved engine: one for Triton's
+Python backend, which serves the engine through the dispatcher (triton_model.py), and one for
+Triton's TensorRT backend, which serves the engine itself.
+
+For the Python backend, one model: the dispatcher splits any batch among the profiles, so the
+dynamic batcher may gather any batch up to `max_batch_size` (1024 by default); its preferred
+batch sizes are the profiles' opts and maxes, so that it gathers what the profiles run best.
 
 For Triton's TensorRT backend, a model lists the profiles its instances may use
 (`instance_group { profile: [...] }`), and the backend gives each instance one context per
@@ -24,6 +30,7 @@ Configs are built as Triton's own ModelConfig protobuf (tritonclient.grpc.model_
 and written in its text format, config.pbtxt.
 """
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +48,8 @@ TRITON_TYPES = {
     np.dtype(np.float32): "TYPE_FP32",
 }
 DEFAULT_QUEUE_DELAY_US = 100
+DEFAULT_MAX_BATCH_SIZE = 1024  # for the Python backend, which splits any batch
+PACKAGE = Path(__file__).resolve().parent
 ALL_PROFILES_SUFFIX = "_all_profiles"
 
 
@@ -74,6 +83,62 @@ def tensor_config(message, spec) -> None:
     message.dims.extend(spec.item_shape)
 
 
+def preferred_batch_sizes(ranges) -> list:
+    """The batch sizes the profiles are tuned for or top out at, but 1: what a dynamic batcher
+    should gather."""
+    return sorted({size for _, opt, high in ranges for size in (opt, high)} - {1})
+
+
+def python_config(
+    name,
+    ranges,
+    inputs,
+    outputs,
+    engine_file,
+    queue_delay_us=DEFAULT_QUEUE_DELAY_US,
+    preferred=None,
+    max_batch_size=DEFAULT_MAX_BATCH_SIZE,
+    contexts_per_profile=1,
+):
+    """The ModelConfig of the Python-backend model; `preferred` None takes the profiles' opts
+    and maxes, an empty list turns the dynamic batcher off."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=max_batch_size)
+    for spec in inputs:
+        tensor_config(config.input.add(), spec)
+    for spec in outputs:
+        tensor_config(config.output.add(), spec)
+    config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU)
+    preferred = preferred_batch_sizes(ranges) if preferred is None else preferred
+    if preferred:
+        config.dynamic_batching.preferred_batch_size.extend(preferred)
+        config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+    config.parameters["engine"].string_value = engine_file
+    config.parameters["contexts_per_profile"].string_value = str(contexts_per_profile)
+    return config
+
+
+def write_python_repository(folder, config, engine_path, scenario_path, comment: str) -> Path:
+    """Writes the Python-backend model: config.pbtxt, and in version 1 model.py, the engine and
+    its record, and the dynamic_shapes package with scenario.py, which it imports. Returns the
+    model's folder."""
+    from dynamic_shapes.engines import record_path
+
+    model = Path(folder) / config.name
+    version = model / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    write_atomically(model / "config.pbtxt", config_text(config, comment).encode())
+    write_atomically(version / "model.py", (PACKAGE / "triton_model.py").read_bytes())
+    for source in (Path(engine_path), record_path(engine_path), Path(scenario_path)):
+        write_atomically(version / source.name, source.read_bytes())
+    package = version / PACKAGE.name
+    if package.exists():
+        shutil.rmtree(package)
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    return model
+
+
 def tensorrt_configs(name, ranges, inputs, outputs, queue_delay_us=DEFAULT_QUEUE_DELAY_US):
     """{model name: ModelConfig} for Triton's TensorRT backend, as the module says."""
     from tritonclient.grpc import model_config_pb2 as mc
@@ -96,7 +161,7 @@ def tensorrt_configs(name, ranges, inputs, outputs, queue_delay_us=DEFAULT_QUEUE
         return config
 
     online = model(name, batched, top)
-    preferred = sorted({size for i in batched for size in ranges[i][1:]} - {1})
+    preferred = preferred_batch_sizes([ranges[index] for index in batched])
     online.dynamic_batching.preferred_batch_size.extend(preferred)
     online.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     configs = {name: online}

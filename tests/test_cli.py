@@ -17,7 +17,14 @@ from tests.support import (
     with_imports_failing,
 )
 
-SCRIPTS = ["example.py", "build_model.py", "benchmark.py", "stress.py", "export_triton.py"]
+SCRIPTS = [
+    "example.py",
+    "build_model.py",
+    "benchmark.py",
+    "stress.py",
+    "export_triton.py",
+    "serve.py",
+]
 GPU_SCRIPTS = ["example.py", "benchmark.py", "stress.py"]
 
 

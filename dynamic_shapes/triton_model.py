@@ -1,0 +1,82 @@
+"""
+The engine served by Triton's Python backend, through the dispatcher: copied as `1/model.py`
+into the model repository triton.write_python_repository writes, beside the engine and a copy
+of the dynamic_shapes package, so that the repository runs as it is in NVIDIA's Triton
+container (which must carry the TensorRT the engine was built with).
+
+Triton's dynamic batcher hands `execute` the requests it gathered; they run as one batch, which
+the dispatcher splits among the profiles as it splits any batch, so that a batch no profile
+accepts (33 to 127 with the scenario's) is served, not refused. A request the dispatcher
+refuses gets its message back with INVALID_ARG, and the others in the batch are served.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the dynamic_shapes package copied beside this file
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        from dynamic_shapes.dispatch import Dispatcher
+        from dynamic_shapes.engines import load_engine
+        from dynamic_shapes.gpu import check_cuda, cudart
+
+        # Triton places one instance on each GPU of its instance group; this one serves there.
+        device = int(args["model_instance_device_id"])
+        check_cuda(cudart().cudaSetDevice(device), f"cudaSetDevice({device})")
+        parameters = json.loads(args["model_config"])["parameters"]
+        engine = load_engine(HERE / parameters["engine"]["string_value"])
+        contexts = int(parameters["contexts_per_profile"]["string_value"])
+        # Triton reports the model ready only once this returns: the engine is loaded and every
+        # context, buffer and graph is in place.
+        self.dispatcher = Dispatcher(engine, contexts_per_profile=contexts)
+
+    def execute(self, requests):
+        from dynamic_shapes.dispatch import check_request
+
+        dispatcher = self.dispatcher
+        names = [spec.name for spec in dispatcher.inputs]
+        responses, feeds = [None] * len(requests), {}
+        for index, request in enumerate(requests):
+            feed = {name: pb_utils.get_input_tensor_by_name(request, name) for name in names}
+            try:
+                missing = [name for name, tensor in feed.items() if tensor is None]
+                if missing:
+                    raise ValueError(f"no input {missing}; this model has inputs {names}")
+                feed = {name: tensor.as_numpy() for name, tensor in feed.items()}
+                check_request(feed, dispatcher.inputs)
+            except ValueError as error:
+                responses[index] = refusal(error)
+                continue
+            feeds[index] = feed
+        if feeds:
+            batch = {
+                name: np.concatenate([feed[name] for feed in feeds.values()]) for name in names
+            }
+            outputs = dispatcher.infer(batch)
+            if not isinstance(outputs, dict):
+                outputs = {dispatcher.output_names[0]: outputs}
+            start = 0
+            for index, feed in feeds.items():
+                stop = start + len(feed[names[0]])
+                tensors = [
+                    pb_utils.Tensor(name, array[start:stop]) for name, array in outputs.items()
+                ]
+                responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
+                start = stop
+        return responses
+
+    def finalize(self):
+        self.dispatcher.close()
+
+
+def refusal(error):
+    return pb_utils.InferenceResponse(
+        error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)
+    )

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""
+Puts a served identity model under load with Triton's own client, as perf_analyzer does: for
+each concurrency, that many clients, each in a process of its own (one Python process's
+threads stop at a few thousand requests per second, whatever the server can do), send
+requests back to back for a while. Every response is checked bit for bit against its request.
+
+    python3 serve.py &                                   # then:
+    python3 loadgen.py                                   # batch 1 at concurrency 1, 4, 16, 64
+    python3 loadgen.py --batch-sizes 1,4,13,32,77,128,300 --concurrency 16
+
+Reports, per concurrency, requests/s, images/s, p50/p90/p99 latency, and from the server's
+metrics (nv_inference_request_success over nv_inference_exec_count) how many requests each
+model execution served: what the dynamic batcher gathered.
+"""
+
+import json
+import multiprocessing
+import random
+import re
+import sys
+import time
+import urllib.request
+
+import numpy as np
+
+from dynamic_shapes import cli
+from dynamic_shapes.files import write_atomically
+from scenario import IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME
+
+# Each level's clients start (a process each, with its imports), then warm up; timing starts
+# after both.
+STARTUP_S = 5.0
+WARMUP_S = 1.0
+
+
+def concurrency_list(text) -> list:
+    return [cli.positive(part) for part in text.split(",")]
+
+
+def parse_args(argv=None):
+    parser = cli.make_parser(__file__, __doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="(%(default)s)")
+    parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    parser.add_argument("--grpc-port", type=cli.positive, default=8001, help="(%(default)s)")
+    parser.add_argument("--http-port", type=cli.positive, default=8000, help="(%(default)s)")
+    parser.add_argument("--metrics-port", type=cli.positive, default=8002, help="(%(default)s)")
+    parser.add_argument("--model", default="dynamic_identity", help="(%(default)s)")
+    parser.add_argument(
+        "--concurrency",
+        type=concurrency_list,
+        default=[1, 4, 16, 64],
+        help="clients at once, one process each; comma-separated for a sweep (1,4,16,64)",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=concurrency_list,
+        default=[1],
+        help="each request's batch, drawn at random from these (1)",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="measured time per concurrency (%(default)s)"
+    )
+    parser.add_argument("--json", type=cli.output_file, help="also write every figure here")
+    args = parser.parse_args(argv)
+    if args.seconds <= 0:
+        parser.error(f"argument --seconds: must be more than 0: {args.seconds}")
+    return args
+
+
+def client(url, protocol, model, batch_sizes, seed, start_at, stop_at, results):
+    """One client: requests back to back until `stop_at`, those sent after `start_at` timed.
+    Puts (latencies in ns, images, errors) on `results`."""
+    if protocol == "grpc":
+        import tritonclient.grpc as triton
+    else:
+        import tritonclient.http as triton
+    connection = triton.InferenceServerClient(url)
+    rng, latencies, images, errors = random.Random(seed), [], 0, []
+    requests = {batch: request_for(triton, batch, seed) for batch in batch_sizes}
+    while time.time() < stop_at:
+        batch = rng.choice(batch_sizes)
+        data, inputs, outputs = requests[batch]
+        timed = time.time() >= start_at  # sent after the warm-up
+        begin = time.perf_counter_ns()
+        try:
+            response = connection.infer(model, inputs, outputs=outputs)
+            elapsed = time.perf_counter_ns() - begin
+            if not np.array_equal(response.as_numpy(OUTPUT_NAME), data):
+                errors.append(f"batch {batch}: {OUTPUT_NAME} differs from {INPUT_NAME}")
+        except Exception as error:  # the server's refusal, or the connection's failure
+            elapsed = time.perf_counter_ns() - begin
+            errors.append(f"batch {batch}: {error}")
+        if timed:
+            latencies.append(elapsed)
+            images += batch
+    results.put((latencies, images, errors[:5], len(errors)))
+
+
+def request_for(triton, batch, seed):
+    data = np.random.default_rng(seed * 1000 + batch).standard_normal(
+        (batch, *IMAGE_SHAPE), dtype=np.float32
+    )
+    tensor = triton.InferInput(INPUT_NAME, list(data.shape), "FP32")
+    tensor.set_data_from_numpy(data)
+    return data, [tensor], [triton.InferRequestedOutput(OUTPUT_NAME)]
+
+
+METRIC = re.compile(r"^(nv_inference_request_success|nv_inference_exec_count)\{([^}]*)\} (\S+)$")
+
+
+def model_counters(metrics_text: str, model: str) -> dict:
+    """{counter: value} for the model, summed over its versions, from Prometheus text."""
+    counters = {"nv_inference_request_success": 0.0, "nv_inference_exec_count": 0.0}
+    for line in metrics_text.splitlines():
+        match = METRIC.match(line)
+        if match and f'model="{model}"' in match.group(2):
+            counters[match.group(1)] += float(match.group(3))
+    return counters
+
+
+def read_counters(args) -> dict:
+    url = f"http://{args.host}:{args.metrics_port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return model_counters(response.read().decode(), args.model)
+    except OSError as error:  # URLError and the connection's own errors
+        raise RuntimeError(
+            f"no Triton metrics at {url} ({error}); start the server first (serve.py)"
+        ) from None
+
+
+def summarize(level, latencies_ns, images, seconds, errors, requests_per_execution) -> dict:
+    latencies = np.asarray(latencies_ns, dtype=np.float64) / 1000.0
+    p50, p90, p99 = np.percentile(latencies, [50, 90, 99]) if len(latencies) else (0, 0, 0)
+    return {
+        "concurrency": level,
+        "requests": len(latencies),
+        "requests_per_s": len(latencies) / seconds,
+        "images_per_s": images / seconds,
+        "p50_us": p50,
+        "p90_us": p90,
+        "p99_us": p99,
+        "requests_per_execution": requests_per_execution,
+        "errors": errors,
+    }
+
+
+def report(levels: list) -> str:
+    header = ["concurrency", "requests/s", "images/s", "p50 us", "p90 us", "p99 us",
+              "requests/exec", "errors"]  # fmt: skip
+    rows = [
+        [str(r["concurrency"]), f"{r['requests_per_s']:.0f}", f"{r['images_per_s']:.0f}",
+         f"{r['p50_us']:.0f}", f"{r['p90_us']:.0f}", f"{r['p99_us']:.0f}",
+         f"{r['requests_per_execution']:.2f}", str(r["errors"])]
+        for r in levels
+    ]  # fmt: skip
+    widths = [max(len(c) for c in column) for column in zip(header, *rows, strict=True)]
+    lines = [
+        "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    url = f"{args.host}:{args.grpc_port if args.protocol == 'grpc' else args.http_port}"
+    context = multiprocessing.get_context("spawn")
+    levels, failures = [], []
+    for level in args.concurrency:
+        before = read_counters(args)
+        results = context.Queue()
+        start_at = time.time() + STARTUP_S + WARMUP_S
+        stop_at = start_at + args.seconds
+        clients = [
+            context.Process(
+                target=client,
+                args=(
+                    url,
+                    args.protocol,
+                    args.model,
+                    args.batch_sizes,
+                    seed,
+                    start_at,
+                    stop_at,
+                    results,
+                ),
+            )
+            for seed in range(level)
+        ]
+        for process in clients:
+            process.start()
+        gathered = [results.get(timeout=args.seconds + 120) for _ in clients]
+        for process in clients:
+            process.join()
+        after = read_counters(args)
+        executions = after["nv_inference_exec_count"] - before["nv_inference_exec_count"]
+        served = after["nv_inference_request_success"] - before["nv_inference_request_success"]
+        latencies = [ns for latencies, _, _, _ in gathered for ns in latencies]
+        errors = sum(count for *_, count in gathered)
+        failures += [line for _, _, first, _ in gathered for line in first]
+        levels.append(
+            summarize(level, latencies, sum(g[1] for g in gathered), args.seconds, errors,
+                      served / executions if executions else 0.0)
+        )  # fmt: skip
+        # A table line per concurrency as it is measured, under one header.
+        table = report(levels).splitlines()
+        print("\n".join(table if len(levels) == 1 else table[-1:]), flush=True)
+    if args.json:
+        figures = {"model": args.model, "protocol": args.protocol, "levels": levels}
+        write_atomically(args.json, json.dumps(figures, indent=2).encode())
+    for line in failures[:5]:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return cli.run(args, lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

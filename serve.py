@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""
+Serves the saved engine on Triton Inference Server: writes a model repository for Triton's
+Python backend (the engine served through the dispatcher, which splits any batch among the
+profiles) and runs the `tritonserver` that the nvidia-pytriton package ships on it, until
+Ctrl-C or SIGTERM.
+
+    python3 serve.py                  # on localhost: HTTP 8000, gRPC 8001, metrics 8002
+    python3 serve.py --max-queue-delay-us 500 --preferred-batch-sizes 32,128
+    python3 serve.py --repository repo/ --no-serve   # only write the repository
+
+The model is ready once the engine is loaded and every context is in place; this script says so
+then, and not before. Requests: input X float32 [batch, 3, 28, 28], output Y (README.md shows
+tritonclient calls over HTTP and gRPC). The repository runs as it is in NVIDIA's Triton
+container, with the TensorRT version the engine was built with.
+"""
+
+import argparse
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from dynamic_shapes import cli
+from dynamic_shapes.engines import read_record
+from dynamic_shapes.onnx_inputs import read_model_input, read_model_outputs
+from dynamic_shapes.triton import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_QUEUE_DELAY_US,
+    batch_ranges_of,
+    python_config,
+    write_python_repository,
+)
+from scenario import ENGINE_PATH, HERE, MODEL_PATH
+
+READY_TIMEOUT_S = 300  # building every context and graph of a large engine takes a while
+STOP_TIMEOUT_S = 30
+PYTRITON_INSTALL = "python3 -m pip install -r requirements-triton.txt"
+
+
+def batch_size_list(text) -> list:
+    try:
+        sizes = [int(part) for part in text.split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {text!r}"
+        ) from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"batch sizes must be 1 or more: {text!r}")
+    return sizes
+
+
+def parse_args(argv=None):
+    parser = cli.make_parser(__file__, __doc__)
+    parser.add_argument("--engine", type=Path, default=ENGINE_PATH, help="(%(default)s)")
+    parser.add_argument(
+        "--model", type=Path, default=MODEL_PATH, help="the ONNX model it was built from"
+    )
+    parser.add_argument("--name", help="the model's name in Triton (default: the engine's stem)")
+    parser.add_argument(
+        "--repository",
+        type=cli.output_folder,
+        help="where to write the model repository (default: a temporary folder, removed after)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    for flag, port in [("--http-port", 8000), ("--grpc-port", 8001), ("--metrics-port", 8002)]:
+        parser.add_argument(flag, type=cli.positive, default=port, help="(%(default)s)")
+    parser.add_argument(
+        "--max-queue-delay-us",
+        type=cli.non_negative,
+        default=DEFAULT_QUEUE_DELAY_US,
+        help="how long the dynamic batcher may hold a request to gather a batch (%(default)s)",
+    )
+    parser.add_argument(
+        "--preferred-batch-sizes",
+        type=batch_size_list,
+        help="the batch sizes the dynamic batcher gathers (default: the profiles' opts and maxes)",
+    )
+    parser.add_argument(
+        "--no-dynamic-batching",
+        action="store_true",
+        help="serve each request as it comes, for comparison",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=cli.positive,
+        default=DEFAULT_MAX_BATCH_SIZE,
+        help="the largest batch a request, or a gathered batch, may have (%(default)s)",
+    )
+    parser.add_argument(
+        "--contexts-per-profile", type=cli.positive, default=1, help="(%(default)s)"
+    )
+    parser.add_argument(
+        "--no-serve", action="store_true", help="write the repository (--repository) and stop"
+    )
+    args = parser.parse_args(argv)
+    if args.no_serve and args.repository is None:
+        parser.error("--no-serve writes the repository only: name it with --repository")
+    if args.no_dynamic_batching and args.preferred_batch_sizes:
+        parser.error("--preferred-batch-sizes configures the dynamic batcher; drop one of them")
+    args.name = args.name or args.engine.name.split(".")[0]
+    return args
+
+
+def write_repository(args, folder) -> Path:
+    """Writes the Python-backend repository for the engine into `folder`; its model folder."""
+    record = read_record(args.engine)
+    ranges = batch_ranges_of(record)
+    inputs, outputs = [read_model_input(args.model)], read_model_outputs(args.model)
+    preferred = [] if args.no_dynamic_batching else args.preferred_batch_sizes
+    config = python_config(
+        args.name, ranges, inputs, outputs, args.engine.name, args.max_queue_delay_us,
+        preferred, args.max_batch_size, args.contexts_per_profile,
+    )  # fmt: skip
+    comment = (
+        f"Written by serve.py for {args.engine.name}, built by TensorRT {record['tensorrt']} for "
+        f"{record['gpu']}:\nTriton's Python environment needs that TensorRT version, and "
+        "requirements.txt."
+    )
+    return write_python_repository(folder, config, args.engine, HERE / "scenario.py", comment)
+
+
+def tritonserver() -> tuple[Path, Path, Path]:
+    """The tritonserver that nvidia-pytriton ships: (binary, Python backend folder, the folder
+    of the libraries it links), or RuntimeError saying how to install it."""
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or spec.origin is None:
+        raise RuntimeError(f"serving needs nvidia-pytriton's tritonserver: {PYTRITON_INSTALL}")
+    root = Path(spec.origin).parent
+    return (
+        root / "tritonserver" / "bin" / "tritonserver",
+        root / "tritonserver" / "backends" / "python",
+        root.parent / "nvidia_pytriton.libs",
+    )
+
+
+def backend_folder(python_backend: Path, stubs: Path, folder: Path) -> Path:
+    """A backend folder whose Python backend runs this interpreter's version: the backend's
+    library linked, and the stub built for this Python copied beside it."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = stubs / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise RuntimeError(f"nvidia-pytriton has no Python backend stub for Python {version}")
+    target = folder / "python"
+    target.mkdir(parents=True)
+    for item in python_backend.iterdir():
+        if item.name != "__pycache__":
+            (target / item.name).symlink_to(item)
+    shutil.copy2(stub, target / stub.name)
+    return folder
+
+
+def server_environment(libraries: Path) -> dict:
+    """The environment the server and the Python backend's stub need: the server's libraries
+    and this interpreter's libpython on the library path, and this interpreter (its virtual
+    environment) first on PATH, which is the Python the stub embeds."""
+    env = dict(os.environ)
+    paths = [str(libraries), sysconfig.get_config_var("LIBDIR") or ""]
+    env["LD_LIBRARY_PATH"] = ":".join(p for p in [*paths, env.get("LD_LIBRARY_PATH", "")] if p)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return env
+
+
+def wait_until_ready(server, url, timeout_s, log_path) -> None:
+    """Returns once `url` answers 200; RuntimeError with the server's last log lines if it
+    exits first or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"tritonserver exited ({server.returncode}): {last_error(log_path)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the model was not ready after {timeout_s} s: {last_error(log_path)}")
+
+
+def last_error(log_path) -> str:
+    """What the server's log says went wrong: why the model failed to load, where it says so,
+    else its last error line, else its last line."""
+    lines = [line.strip() for line in Path(log_path).read_text(errors="replace").splitlines()]
+    for line in lines:
+        if "failed to load '" in line and " version " in line:  # the reason, in one line
+            return line[line.index("failed to load '") :].rstrip('"')
+    errors = [line for line in lines if line.startswith(("E", "error"))]
+    return (errors or lines or ["(no log)"])[-1]
+
+
+def stop(server) -> None:
+    """Stops the server as Ctrl-C would, waiting for its requests to finish; kills it if it
+    does not stop in time."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def serve(args, workspace: Path) -> None:
+    binary, python_backend, libraries = tritonserver()
+    repository = args.repository or workspace / "repository"
+    model = write_repository(args, repository)
+    print(f"Wrote {model}")
+    if args.no_serve:
+        return
+    backends = backend_folder(
+        python_backend, binary.parents[1] / "python_backend_stubs", workspace / "backends"
+    )
+    log_path = workspace / "tritonserver.log"
+    command = [
+        str(binary), f"--model-repository={repository}", f"--backend-directory={backends}",
+        f"--http-address={args.host}", f"--http-port={args.http_port}",
+        f"--grpc-address={args.host}", f"--grpc-port={args.grpc_port}",
+        f"--metrics-address={args.host}", f"--metrics-port={args.metrics_port}",
+        "--exit-on-error=true", "--strict-readiness=true",
+    ]  # fmt: skip
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=server_environment(libraries)
+        )
+    # SIGTERM stops the script as Ctrl-C does, so that the server is stopped either way.
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        progress = cli.Progress()
+        try:
+            with progress.ticking(f"loading {args.name}"):
+                ready = f"http://{args.host}:{args.http_port}/v2/models/{args.name}/ready"
+                wait_until_ready(server, ready, READY_TIMEOUT_S, log_path)
+        finally:
+            progress.done()
+        print(
+            f"Serving {args.name} on {args.host}: HTTP {args.http_port}, gRPC {args.grpc_port}, "
+            f"metrics {args.metrics_port}. Ctrl-C stops it.",
+            flush=True,
+        )
+        try:
+            server.wait()
+        except KeyboardInterrupt:  # the way to stop a server that serves: not a failure
+            print("Stopping tritonserver", flush=True)
+            return
+        raise RuntimeError(f"tritonserver exited ({server.returncode}): {last_error(log_path)}")
+    finally:
+        stop(server)
+
+
+def interrupt(*_):
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    def work():
+        with tempfile.TemporaryDirectory(prefix="serve-") as workspace:
+            serve(args, Path(workspace))
+
+    return cli.run(args, work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""loadgen.py without a server: its arguments, how it reads Triton's metrics, and its report."""
+
+import pytest
+
+import loadgen
+from tests.support import run_script
+
+METRICS = """\
+# HELP nv_inference_request_success Number of successful inference requests
+# TYPE nv_inference_request_success counter
+nv_inference_request_success{model="dynamic_identity",version="1"} 1200
+nv_inference_request_success{model="other",version="1"} 7
+# HELP nv_inference_exec_count Number of model executions performed
+# TYPE nv_inference_exec_count counter
+nv_inference_exec_count{model="dynamic_identity",version="1"} 300
+nv_inference_exec_count{model="dynamic_identity",version="2"} 100
+nv_inference_exec_count{model="other",version="1"} 7
+"""
+
+
+def test_the_models_counters_are_read_from_prometheus_text_summed_over_versions():
+    assert loadgen.model_counters(METRICS, "dynamic_identity") == {
+        "nv_inference_request_success": 1200.0,
+        "nv_inference_exec_count": 400.0,
+    }
+    assert loadgen.model_counters(METRICS, "missing") == {
+        "nv_inference_request_success": 0.0,
+        "nv_inference_exec_count": 0.0,
+    }
+
+
+def test_the_report_is_a_table_in_perf_analyzers_terms():
+    level = loadgen.summarize(64, [1000, 2000, 3000, 4000], 4, 2.0, 0, 3.0)
+    assert level["requests_per_s"] == 2.0 and level["images_per_s"] == 2.0
+    assert level["p50_us"] == 2.5
+    header, row = loadgen.report([level]).splitlines()
+    assert header.split() == [
+        "concurrency", "requests/s", "images/s", "p50", "us", "p90", "us", "p99", "us",
+        "requests/exec", "errors",
+    ]  # fmt: skip
+    assert row.split()[0] == "64" and row.split()[-2:] == ["3.00", "0"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--concurrency", "1,0"], "must be 1 or more: 0"),
+        (["--batch-sizes", "x"], "argument --batch-sizes"),
+        (["--seconds", "0"], "argument --seconds: must be more than 0"),
+        (["--protocol", "udp"], "argument --protocol: invalid choice"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(options, message):
+    result = run_script("loadgen.py", *options)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_without_a_server_it_says_so_in_one_line(tmp_path):
+    result = run_script("loadgen.py", "--metrics-port", "1", "--seconds", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("loadgen.py: no Triton metrics at http://127.0.0.1:1/metrics")
+    assert result.stderr.rstrip().endswith("start the server first (serve.py)")
