@@ -192,7 +192,8 @@ def last_error(log_path) -> str:
     lines = [line.strip() for line in Path(log_path).read_text(errors="replace").splitlines()]
     for line in lines:
         if "failed to load '" in line and " version " in line:  # the reason, in one line
-            return line[line.index("failed to load '") :].rstrip('"')
+            reason = line[line.index("failed to load '") :].rstrip('"')
+            return reason.split("\\n")[0]  # without the model's Python traceback, if any
     errors = [line for line in lines if line.startswith(("E", "error"))]
     return (errors or lines or ["(no log)"])[-1]
 

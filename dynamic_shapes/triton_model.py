@@ -25,8 +25,9 @@ class TritonPythonModel:
     def initialize(self, args):
         from dynamic_shapes.dispatch import Dispatcher
         from dynamic_shapes.engines import load_engine
-        from dynamic_shapes.gpu import check_cuda, cudart
+        from dynamic_shapes.gpu import check_cuda, cudart, require_gpu_stack
 
+        require_gpu_stack()  # what is missing, said in words, rather than an import's traceback
         # Triton places one instance on each GPU of its instance group; this one serves there.
         device = int(args["model_instance_device_id"])
         check_cuda(cudart().cudaSetDevice(device), f"cudaSetDevice({device})")
