@@ -82,7 +82,7 @@ def test_bad_requests_get_invalid_arg_and_the_server_keeps_serving(server, proto
         (lambda: infer(triton, client, images.astype(np.float16), dtype="FP16"), "FP16"),
         (lambda: infer(triton, client, random_images(2)[:, :, :, :27].copy()), "shape"),
         (lambda: infer(triton, client, images, name="input"), "input"),
-        (lambda: infer(triton, client, random_images(1)[:0]), "batch"),
+        (lambda: infer(triton, client, random_images(1)[:0]), "byte size"),
         (lambda: infer(triton, client, random_images(1025)), "1024"),
     ]
     for call, word in cases:
