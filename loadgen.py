@@ -16,6 +16,7 @@ model execution served: what the dynamic batcher gathered.
 
 import json
 import multiprocessing
+import os
 import random
 import re
 import sys
@@ -60,6 +61,12 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--seconds", type=float, default=10.0, help="measured time per concurrency (%(default)s)"
+    )
+    parser.add_argument(
+        "--server-pid",
+        type=cli.positive,
+        help="also report the resident memory of this process and its children before and "
+        "after each concurrency (serve.py prints tritonserver's)",
     )
     parser.add_argument("--json", type=cli.output_file, help="also write every figure here")
     args = parser.parse_args(argv)
@@ -106,17 +113,39 @@ def request_for(triton, batch, seed):
     return data, [tensor], [triton.InferRequestedOutput(OUTPUT_NAME)]
 
 
-METRIC = re.compile(r"^(nv_inference_request_success|nv_inference_exec_count)\{([^}]*)\} (\S+)$")
+METRIC = re.compile(r"^(nv_\w+)\{([^}]*)\} (\S+)$")
+MODEL_COUNTERS = ("nv_inference_request_success", "nv_inference_exec_count")
+GPU_MEMORY = "nv_gpu_memory_used_bytes"  # per GPU; Triton reports it where NVML works
 
 
 def model_counters(metrics_text: str, model: str) -> dict:
-    """{counter: value} for the model, summed over its versions, from Prometheus text."""
-    counters = {"nv_inference_request_success": 0.0, "nv_inference_exec_count": 0.0}
+    """{counter: value} for the model's counters (summed over its versions) and the GPU memory
+    in use (summed over the GPUs), from Prometheus text."""
+    counters = dict.fromkeys((*MODEL_COUNTERS, GPU_MEMORY), 0.0)
     for line in metrics_text.splitlines():
         match = METRIC.match(line)
-        if match and f'model="{model}"' in match.group(2):
+        if not match or match.group(1) not in counters:
+            continue
+        if match.group(1) == GPU_MEMORY or f'model="{model}"' in match.group(2):
             counters[match.group(1)] += float(match.group(3))
     return counters
+
+
+def resident_memory(pid: int) -> int:
+    """Bytes resident of a process and its children (the server and its Python backend's
+    stubs), from /proc (Linux)."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/statm") as statm:
+                total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    pending += [int(child) for child in children.read().split()]
+        except OSError:  # gone meanwhile
+            continue
+    return total
 
 
 def read_counters(args) -> dict:
@@ -130,7 +159,8 @@ def read_counters(args) -> dict:
         ) from None
 
 
-def summarize(level, latencies_ns, images, seconds, errors, requests_per_execution) -> dict:
+def summarize(level, latencies_ns, images, seconds, errors, per_execution, memory) -> dict:
+    """One concurrency's figures; `memory` holds the before and after readings."""
     latencies = np.asarray(latencies_ns, dtype=np.float64) / 1000.0
     p50, p90, p99 = np.percentile(latencies, [50, 90, 99]) if len(latencies) else (0, 0, 0)
     return {
@@ -141,18 +171,20 @@ def summarize(level, latencies_ns, images, seconds, errors, requests_per_executi
         "p50_us": p50,
         "p90_us": p90,
         "p99_us": p99,
-        "requests_per_execution": requests_per_execution,
+        "requests_per_execution": per_execution,
         "errors": errors,
+        **memory,
     }
 
 
 def report(levels: list) -> str:
     header = ["concurrency", "requests/s", "images/s", "p50 us", "p90 us", "p99 us",
-              "requests/exec", "errors"]  # fmt: skip
+              "requests/exec", "errors", "GPU MiB +/-", "server RSS MiB +/-"]  # fmt: skip
     rows = [
         [str(r["concurrency"]), f"{r['requests_per_s']:.0f}", f"{r['images_per_s']:.0f}",
          f"{r['p50_us']:.0f}", f"{r['p90_us']:.0f}", f"{r['p99_us']:.0f}",
-         f"{r['requests_per_execution']:.2f}", str(r["errors"])]
+         f"{r['requests_per_execution']:.2f}", str(r["errors"]),
+         change(r, "gpu_memory_mib"), change(r, "server_rss_mib")]
         for r in levels
     ]  # fmt: skip
     widths = [max(len(c) for c in column) for column in zip(header, *rows, strict=True)]
@@ -162,12 +194,20 @@ def report(levels: list) -> str:
     return "\n".join(lines)
 
 
+def change(level: dict, what: str) -> str:
+    """'+1.0' for a reading's growth over the level, '-' where it was not read."""
+    if f"{what}_before" not in level:
+        return "-"
+    return f"{level[f'{what}_after'] - level[f'{what}_before']:+.1f}"
+
+
 def run(args) -> int:
     url = f"{args.host}:{args.grpc_port if args.protocol == 'grpc' else args.http_port}"
     context = multiprocessing.get_context("spawn")
     levels, failures = [], []
     for level in args.concurrency:
         before = read_counters(args)
+        rss_before = resident_memory(args.server_pid) if args.server_pid else None
         results = context.Queue()
         start_at = time.time() + STARTUP_S + WARMUP_S
         stop_at = start_at + args.seconds
@@ -193,6 +233,13 @@ def run(args) -> int:
         for process in clients:
             process.join()
         after = read_counters(args)
+        memory = {
+            "gpu_memory_mib_before": before[GPU_MEMORY] / 2**20,
+            "gpu_memory_mib_after": after[GPU_MEMORY] / 2**20,
+        }
+        if rss_before is not None:
+            memory["server_rss_mib_before"] = rss_before / 2**20
+            memory["server_rss_mib_after"] = resident_memory(args.server_pid) / 2**20
         executions = after["nv_inference_exec_count"] - before["nv_inference_exec_count"]
         served = after["nv_inference_request_success"] - before["nv_inference_request_success"]
         latencies = [ns for latencies, _, _, _ in gathered for ns in latencies]
@@ -200,7 +247,7 @@ def run(args) -> int:
         failures += [line for _, _, first, _ in gathered for line in first]
         levels.append(
             summarize(level, latencies, sum(g[1] for g in gathered), args.seconds, errors,
-                      served / executions if executions else 0.0)
+                      served / executions if executions else 0.0, memory)
         )  # fmt: skip
         # A table line per concurrency as it is measured, under one header.
         table = report(levels).splitlines()

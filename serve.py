@@ -244,7 +244,7 @@ def serve(args, workspace: Path) -> None:
             progress.done()
         print(
             f"Serving {args.name} on {args.host}: HTTP {args.http_port}, gRPC {args.grpc_port}, "
-            f"metrics {args.metrics_port}. Ctrl-C stops it.",
+            f"metrics {args.metrics_port} (tritonserver pid {server.pid}). Ctrl-C stops it.",
             flush=True,
         )
         try:

@@ -15,6 +15,10 @@ nv_inference_request_success{model="other",version="1"} 7
 nv_inference_exec_count{model="dynamic_identity",version="1"} 300
 nv_inference_exec_count{model="dynamic_identity",version="2"} 100
 nv_inference_exec_count{model="other",version="1"} 7
+# HELP nv_gpu_memory_used_bytes GPU used memory, in bytes
+# TYPE nv_gpu_memory_used_bytes gauge
+nv_gpu_memory_used_bytes{gpu_uuid="GPU-1"} 2147483648
+nv_gpu_memory_used_bytes{gpu_uuid="GPU-2"} 1073741824
 """
 
 
@@ -22,23 +26,44 @@ def test_the_models_counters_are_read_from_prometheus_text_summed_over_versions(
     assert loadgen.model_counters(METRICS, "dynamic_identity") == {
         "nv_inference_request_success": 1200.0,
         "nv_inference_exec_count": 400.0,
+        "nv_gpu_memory_used_bytes": 3.0 * 2**30,
     }
     assert loadgen.model_counters(METRICS, "missing") == {
         "nv_inference_request_success": 0.0,
         "nv_inference_exec_count": 0.0,
+        "nv_gpu_memory_used_bytes": 3.0 * 2**30,  # the GPUs', whatever the model
     }
 
 
 def test_the_report_is_a_table_in_perf_analyzers_terms():
-    level = loadgen.summarize(64, [1000, 2000, 3000, 4000], 4, 2.0, 0, 3.0)
+    memory = {"gpu_memory_mib_before": 500.0, "gpu_memory_mib_after": 500.0}
+    level = loadgen.summarize(64, [1000, 2000, 3000, 4000], 4, 2.0, 0, 3.0, memory)
     assert level["requests_per_s"] == 2.0 and level["images_per_s"] == 2.0
     assert level["p50_us"] == 2.5
     header, row = loadgen.report([level]).splitlines()
     assert header.split() == [
         "concurrency", "requests/s", "images/s", "p50", "us", "p90", "us", "p99", "us",
-        "requests/exec", "errors",
+        "requests/exec", "errors", "GPU", "MiB", "+/-", "server", "RSS", "MiB", "+/-",
     ]  # fmt: skip
-    assert row.split()[0] == "64" and row.split()[-2:] == ["3.00", "0"]
+    # No server RSS where no --server-pid was given.
+    assert row.split()[0] == "64" and row.split()[-4:] == ["3.00", "0", "+0.0", "-"]
+
+
+def test_the_resident_memory_of_a_process_tree_counts_its_children():
+    import os
+    import subprocess
+    import sys
+
+    code = "import time; print('up', flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "up\n"  # running, its interpreter loaded
+        alone = loadgen.resident_memory(child.pid)
+        assert alone > 1 << 20  # a Python interpreter takes a few MiB
+        assert loadgen.resident_memory(os.getpid()) >= alone  # this process, and the child
+    finally:
+        child.kill()
+        child.wait()
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,8 @@ def server(tmp_path_factory):
         while line and not line.startswith("Serving"):
             line = process.stdout.readline()
         assert line.startswith(f"Serving {MODEL} on 127.0.0.1"), process.stderr.read()
-        yield {"process": process, "http": http, "grpc": grpc, "metrics": metrics}
+        pid = int(re.search(r"tritonserver pid (\d+)", line).group(1))
+        yield {"process": process, "http": http, "grpc": grpc, "metrics": metrics, "pid": pid}
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -112,12 +113,13 @@ def test_load_from_processes_is_exact_and_batched(server, tmp_path):
     ports = ["--grpc-port", str(server["grpc"]), "--metrics-port", str(server["metrics"])]
     result = run_script(
         "loadgen.py", *ports, "--concurrency", "1,16", "--seconds", "2", "--json", str(out),
-        timeout=300,
+        "--server-pid", str(server["pid"]), timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     levels = json.loads(out.read_text())["levels"]
     assert [level["errors"] for level in levels] == [0, 0]
     assert all(level["requests"] > 0 for level in levels)
+    assert all(level["server_rss_mib_after"] > 0 for level in levels)
     # 16 clients sending batch 1: the dynamic batcher gathers several per execution.
     assert levels[1]["requests_per_execution"] > 1.5
 
