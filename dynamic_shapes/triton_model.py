@@ -57,9 +57,10 @@ class TritonPythonModel:
                 continue
             feeds[index] = feed
         if feeds:
-            batch = {
-                name: np.concatenate([feed[name] for feed in feeds.values()]) for name in names
-            }
+            if len(feeds) == 1:  # nothing to join
+                (batch,) = feeds.values()
+            else:
+                batch = {name: np.concatenate([f[name] for f in feeds.values()]) for name in names}
             outputs = dispatcher.infer(batch)
             if not isinstance(outputs, dict):
                 outputs = {dispatcher.output_names[0]: outputs}
