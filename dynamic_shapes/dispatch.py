@@ -15,8 +15,8 @@ Where a request's arrays live decides how it travels (dynamic_shapes.arrays):
 - ordinary NumPy arrays (pageable memory) are copied through page-locked staging buffers, a
   large chunk in parts: each part's transfer to the GPU runs while the next part is staged,
   and on the way back each part is copied out while the next one arrives;
-- page-locked NumPy arrays (page_locked_inputs / page_locked_outputs, or any other allocator's)
-  are copied straight to and from the GPU;
+- page-locked NumPy arrays (from page_locked_inputs / page_locked_outputs) are copied straight
+  to and from the GPU;
 - GPU arrays (CuPy, PyTorch, anything with __cuda_array_interface__ or DLPack) are bound to
   TensorRT in place, as are GPU arrays passed as `out`: no copy at all.
 
@@ -73,6 +73,7 @@ PATHS = ("lean", "runner")
 # would overlap more, and cost more calls than they save.
 PART_NBYTES = 256 * 1024
 MAX_PARTS = 4
+PLANS_KEPT = 1024
 # TensorRT reads and writes tensors at addresses aligned to 256 bytes; a GPU array that is not
 # (a view that starts mid-allocation) is copied on the GPU instead of bound in place.
 ALIGNMENT = 256
@@ -200,6 +201,11 @@ def by_name(value, specs, what: str) -> list:
 def check_request(request, specs=(MODEL_INPUT,)) -> list:
     """A request's Tensors in `specs` order, checked: names, dtypes, shapes, and one batch size
     for all of them. ValueError says what was expected."""
+    if type(request) is np.ndarray and len(specs) == 1:  # the common case, checked at once
+        (spec,) = specs
+        shape = request.shape
+        if request.dtype == spec.dtype and shape[1:] == spec.item_shape and shape and shape[0]:
+            return [Tensor(shape, request.dtype, host=request)]
     values = by_name(request, specs, "input")
     tensors = [check_tensor(v, s, s.name) for v, s in zip(values, specs, strict=True)]
     batches = {tensor.shape[0] for tensor in tensors}
@@ -241,8 +247,8 @@ def check_outputs_fit(batch: int, nbytes: int) -> None:
 
 
 def locate(tensor: Tensor) -> None:
-    """Sets a host tensor's kind: page-locked and contiguous (copied straight to and from the
-    GPU), or else pageable (staged)."""
+    """Sets a host tensor's kind: page-locked (gpu.page_locked_empty's) and contiguous, copied
+    straight to and from the GPU, or else pageable, staged."""
     if tensor.kind is None:
         host = tensor.host
         if host.flags.c_contiguous and is_page_locked(host):
@@ -283,6 +289,7 @@ class Dispatcher:
             )
         self.use_cases = list(use_cases)
         self.path = path
+        self._plans = {}  # batch -> its chunks: a dict lookup is cheaper than plan_chunks' cache
         self.inputs, outputs = engine_io(engine)
         # The engine is the source of truth for what each profile accepts.
         self.ranges = batch_ranges(engine, self.inputs[0].name)
@@ -340,7 +347,12 @@ class Dispatcher:
         if self.path == "lean":
             for tensor in (*sources, *targets):
                 locate(tensor)
-        for index, start, size in plan_chunks(batch, self.ranges):
+        plan = self._plans.get(batch)
+        if plan is None:
+            plan = plan_chunks(batch, self.ranges)
+            if len(self._plans) < PLANS_KEPT:
+                self._plans[batch] = plan
+        for index, start, size in plan:
             pool = self._pools[index][0]
             executor = pool.get()
             if executor is None:  # closed meanwhile
