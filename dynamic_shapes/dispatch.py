@@ -56,7 +56,7 @@ import numpy as np
 
 from dynamic_shapes.arrays import ON_GPU, PAGE_LOCKED, PAGEABLE, Tensor, describe
 from dynamic_shapes.engines import batch_ranges, create_contexts, deactivate_runner
-from dynamic_shapes.gpu import check_cuda, cudart, is_page_locked, page_locked_empty
+from dynamic_shapes.gpu import check_cuda, cudart, page_locked_address, page_locked_empty
 from dynamic_shapes.tensors import TensorSpec
 from scenario import MODEL_INPUT, PROFILES
 
@@ -251,10 +251,10 @@ def locate(tensor: Tensor) -> None:
     straight to and from the GPU, or else pageable, staged."""
     if tensor.kind is None:
         host = tensor.host
-        if host.flags.c_contiguous and is_page_locked(host):
-            tensor.kind, tensor.address = PAGE_LOCKED, host.__array_interface__["data"][0]
-        else:
-            tensor.kind = PAGEABLE
+        address = page_locked_address(host) if host.flags.c_contiguous else None
+        tensor.kind, tensor.address = (
+            (PAGEABLE, None) if address is None else (PAGE_LOCKED, address)
+        )
 
 
 class Dispatcher:
