@@ -169,6 +169,10 @@ def plan_chunks(batch: int, ranges: tuple) -> tuple:
 def check_tensor(value, spec: TensorSpec, what: str, writable=False) -> Tensor:
     """The Tensor for one array of a request or its `out`, or ValueError saying what was
     expected. Nothing is converted: a wrong dtype is refused, not cast."""
+    if type(value) is np.ndarray and (not writable or value.flags.writeable):
+        shape = value.shape  # the common case, a fitting NumPy array, checked at once
+        if value.dtype == spec.dtype and shape[1:] == spec.item_shape and shape and shape[0]:
+            return Tensor(shape, value.dtype, host=value)
     tensor = describe(value, what, writable)
     if tensor.dtype != spec.dtype:
         raise ValueError(
@@ -185,6 +189,11 @@ def check_tensor(value, spec: TensorSpec, what: str, writable=False) -> Tensor:
 def by_name(value, specs, what: str) -> list:
     """The values of an array (one tensor) or {name: array} (any number), in `specs` order;
     ValueError naming the expected names otherwise."""
+    if type(value) is dict and len(value) == len(specs):  # the common case, looked up at once
+        try:
+            return [value[spec.name] for spec in specs]
+        except KeyError:
+            pass  # and said below
     names = [spec.name for spec in specs]
     if type(value) is not np.ndarray and isinstance(value, Mapping):
         if len(value) != len(names) or not all(name in value for name in names):
@@ -201,15 +210,11 @@ def by_name(value, specs, what: str) -> list:
 def check_request(request, specs=(MODEL_INPUT,)) -> list:
     """A request's Tensors in `specs` order, checked: names, dtypes, shapes, and one batch size
     for all of them. ValueError says what was expected."""
-    if type(request) is np.ndarray and len(specs) == 1:  # the common case, checked at once
-        (spec,) = specs
-        shape = request.shape
-        if request.dtype == spec.dtype and shape[1:] == spec.item_shape and shape and shape[0]:
-            return [Tensor(shape, request.dtype, host=request)]
+    if type(request) is np.ndarray and len(specs) == 1:  # one array for the one input
+        return [check_tensor(request, specs[0], specs[0].name)]
     values = by_name(request, specs, "input")
     tensors = [check_tensor(v, s, s.name) for v, s in zip(values, specs, strict=True)]
-    batches = {tensor.shape[0] for tensor in tensors}
-    if len(batches) > 1:
+    if len(tensors) > 1 and len({tensor.shape[0] for tensor in tensors}) > 1:
         found = {spec.name: t.shape[0] for spec, t in zip(specs, tensors, strict=True)}
         raise ValueError(f"the inputs' batch sizes differ: {found}; they must be equal")
     return tensors
