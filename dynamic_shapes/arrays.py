@@ -71,9 +71,11 @@ def c_strides(shape, itemsize) -> tuple:
 
 def check_gpu_layout(shape, itemsize, strides, what) -> None:
     # The GPU array is bound to TensorRT, or copied, as one block of memory. A dimension of
-    # size 1 may carry any stride.
+    # size 1 may carry any stride; no strides at all means C-contiguous.
+    if strides is None:
+        return
     expected = c_strides(shape, itemsize)
-    if strides is not None and any(
+    if any(
         size > 1 and step != want for size, step, want in zip(shape, strides, expected, strict=True)
     ):
         raise ValueError(

@@ -15,8 +15,8 @@ Where a request's arrays live decides how it travels (dynamic_shapes.arrays):
 - ordinary NumPy arrays (pageable memory) are copied through page-locked staging buffers, a
   large chunk in parts: each part's transfer to the GPU runs while the next part is staged,
   and on the way back each part is copied out while the next one arrives;
-- page-locked NumPy arrays (page_locked_inputs / page_locked_outputs, or any other allocator's)
-  are copied straight to and from the GPU;
+- page-locked NumPy arrays (from page_locked_inputs / page_locked_outputs) are copied straight
+  to and from the GPU;
 - GPU arrays (CuPy, PyTorch, anything with __cuda_array_interface__ or DLPack) are bound to
   TensorRT in place, as are GPU arrays passed as `out`: no copy at all.
 
@@ -56,7 +56,7 @@ import numpy as np
 
 from dynamic_shapes.arrays import ON_GPU, PAGE_LOCKED, PAGEABLE, Tensor, describe
 from dynamic_shapes.engines import batch_ranges, create_contexts, deactivate_runner
-from dynamic_shapes.gpu import check_cuda, cudart, is_page_locked, page_locked_empty
+from dynamic_shapes.gpu import check_cuda, cudart, page_locked_address, page_locked_empty
 from dynamic_shapes.tensors import TensorSpec
 from scenario import MODEL_INPUT, PROFILES
 
@@ -73,6 +73,7 @@ PATHS = ("lean", "runner")
 # would overlap more, and cost more calls than they save.
 PART_NBYTES = 256 * 1024
 MAX_PARTS = 4
+PLANS_KEPT = 1024
 # TensorRT reads and writes tensors at addresses aligned to 256 bytes; a GPU array that is not
 # (a view that starts mid-allocation) is copied on the GPU instead of bound in place.
 ALIGNMENT = 256
@@ -168,6 +169,10 @@ def plan_chunks(batch: int, ranges: tuple) -> tuple:
 def check_tensor(value, spec: TensorSpec, what: str, writable=False) -> Tensor:
     """The Tensor for one array of a request or its `out`, or ValueError saying what was
     expected. Nothing is converted: a wrong dtype is refused, not cast."""
+    if type(value) is np.ndarray and (not writable or value.flags.writeable):
+        shape = value.shape  # the common case, a fitting NumPy array, checked at once
+        if value.dtype == spec.dtype and shape[1:] == spec.item_shape and shape and shape[0]:
+            return Tensor(shape, value.dtype, host=value)
     tensor = describe(value, what, writable)
     if tensor.dtype != spec.dtype:
         raise ValueError(
@@ -184,6 +189,11 @@ def check_tensor(value, spec: TensorSpec, what: str, writable=False) -> Tensor:
 def by_name(value, specs, what: str) -> list:
     """The values of an array (one tensor) or {name: array} (any number), in `specs` order;
     ValueError naming the expected names otherwise."""
+    if type(value) is dict and len(value) == len(specs):  # the common case, looked up at once
+        try:
+            return [value[spec.name] for spec in specs]
+        except KeyError:
+            pass  # and said below
     names = [spec.name for spec in specs]
     if type(value) is not np.ndarray and isinstance(value, Mapping):
         if len(value) != len(names) or not all(name in value for name in names):
@@ -200,10 +210,11 @@ def by_name(value, specs, what: str) -> list:
 def check_request(request, specs=(MODEL_INPUT,)) -> list:
     """A request's Tensors in `specs` order, checked: names, dtypes, shapes, and one batch size
     for all of them. ValueError says what was expected."""
+    if type(request) is np.ndarray and len(specs) == 1:  # one array for the one input
+        return [check_tensor(request, specs[0], specs[0].name)]
     values = by_name(request, specs, "input")
     tensors = [check_tensor(v, s, s.name) for v, s in zip(values, specs, strict=True)]
-    batches = {tensor.shape[0] for tensor in tensors}
-    if len(batches) > 1:
+    if len(tensors) > 1 and len({tensor.shape[0] for tensor in tensors}) > 1:
         found = {spec.name: t.shape[0] for spec, t in zip(specs, tensors, strict=True)}
         raise ValueError(f"the inputs' batch sizes differ: {found}; they must be equal")
     return tensors
@@ -241,14 +252,14 @@ def check_outputs_fit(batch: int, nbytes: int) -> None:
 
 
 def locate(tensor: Tensor) -> None:
-    """Sets a host tensor's kind: page-locked and contiguous (copied straight to and from the
-    GPU), or else pageable (staged)."""
+    """Sets a host tensor's kind: page-locked (gpu.page_locked_empty's) and contiguous, copied
+    straight to and from the GPU, or else pageable, staged."""
     if tensor.kind is None:
         host = tensor.host
-        if host.flags.c_contiguous and is_page_locked(host):
-            tensor.kind, tensor.address = PAGE_LOCKED, host.__array_interface__["data"][0]
-        else:
-            tensor.kind = PAGEABLE
+        address = page_locked_address(host) if host.flags.c_contiguous else None
+        tensor.kind, tensor.address = (
+            (PAGEABLE, None) if address is None else (PAGE_LOCKED, address)
+        )
 
 
 class Dispatcher:
@@ -283,6 +294,7 @@ class Dispatcher:
             )
         self.use_cases = list(use_cases)
         self.path = path
+        self._plans = {}  # batch -> its chunks: a dict lookup is cheaper than plan_chunks' cache
         self.inputs, outputs = engine_io(engine)
         # The engine is the source of truth for what each profile accepts.
         self.ranges = batch_ranges(engine, self.inputs[0].name)
@@ -340,7 +352,12 @@ class Dispatcher:
         if self.path == "lean":
             for tensor in (*sources, *targets):
                 locate(tensor)
-        for index, start, size in plan_chunks(batch, self.ranges):
+        plan = self._plans.get(batch)
+        if plan is None:
+            plan = plan_chunks(batch, self.ranges)
+            if len(self._plans) < PLANS_KEPT:
+                self._plans[batch] = plan
+        for index, start, size in plan:
             pool = self._pools[index][0]
             executor = pool.get()
             if executor is None:  # closed meanwhile

@@ -5,6 +5,7 @@ cuda-bindings: page-locked memory, free memory, the GPU's name."""
 import contextlib
 import functools
 import re
+import weakref
 
 import numpy as np
 
@@ -148,21 +149,37 @@ class PageLockedMemory:
             cudart().cudaFreeHost(self.address)
 
 
+# The arrays page_locked_empty() made, by id, with their first byte's address: reading an
+# array's address from NumPy costs microseconds, and the same arrays serve request after request.
+_page_locked = {}  # id(array) -> (weak reference to the array, address)
+
+
 def page_locked_empty(shape, dtype) -> np.ndarray:
     """An uninitialized NumPy array in page-locked host memory."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
-    return np.asarray(PageLockedMemory(nbytes))[:nbytes].view(dtype).reshape(shape)
+    memory = PageLockedMemory(nbytes)
+    array = np.asarray(memory)[:nbytes].view(dtype).reshape(shape)
+    key = id(array)
+    _page_locked[key] = (weakref.ref(array, lambda _: _page_locked.pop(key, None)), memory.address)
+    return array
 
 
-def is_page_locked(array: np.ndarray) -> bool:
-    """Whether a contiguous array lies in page-locked memory, whoever allocated it."""
+def page_locked_address(array: np.ndarray) -> int | None:
+    """The address of a contiguous array that lies in memory page_locked_empty() allocated (the
+    array itself or a view of it); None for any other. Known without asking CUDA, whose answer
+    (cudaPointerGetAttributes) costs more than staging a small request."""
+    known = _page_locked.get(id(array))
+    if known is not None and known[0]() is array:
+        return known[1]
     base = array
     while isinstance(base, np.ndarray) and base.base is not None:
         base = base.base
-    if isinstance(base, PageLockedMemory):  # ours: known without asking CUDA
-        return True
-    rt = cudart()
-    address = array.__array_interface__["data"][0]
-    attributes = check_cuda(rt.cudaPointerGetAttributes(address), "cudaPointerGetAttributes")
-    return attributes.type == rt.cudaMemoryType.cudaMemoryTypeHost
+    if not isinstance(base, PageLockedMemory):
+        return None
+    return array.__array_interface__["data"][0]
+
+
+def is_page_locked(array: np.ndarray) -> bool:
+    """Whether an array lies in memory page_locked_empty() allocated."""
+    return page_locked_address(array) is not None
