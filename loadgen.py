@@ -11,7 +11,9 @@ requests back to back for a while. Every response is checked bit for bit against
 
 Reports, per concurrency, requests/s, images/s, p50/p90/p99 latency, and from the server's
 metrics (nv_inference_request_success over nv_inference_exec_count) how many requests each
-model execution served: what the dynamic batcher gathered.
+model execution served: what the dynamic batcher gathered. Like perf_analyzer, it splits the
+server's average request time into queue and compute (input, infer, output); what the client
+measures beyond that is the client's own work and the network stack.
 """
 
 import json
@@ -115,13 +117,22 @@ def request_for(triton, batch, seed):
 
 METRIC = re.compile(r"^(nv_\w+)\{([^}]*)\} (\S+)$")
 MODEL_COUNTERS = ("nv_inference_request_success", "nv_inference_exec_count")
+# Cumulative microseconds over the model's successful requests (a batched execution's time
+# counts once for each of its requests), in perf_analyzer's split of a request's server time.
+SERVER_TIMES = {
+    "server_us": "nv_inference_request_duration_us",
+    "queue_us": "nv_inference_queue_duration_us",
+    "compute_input_us": "nv_inference_compute_input_duration_us",
+    "compute_infer_us": "nv_inference_compute_infer_duration_us",
+    "compute_output_us": "nv_inference_compute_output_duration_us",
+}
 GPU_MEMORY = "nv_gpu_memory_used_bytes"  # per GPU; Triton reports it where NVML works
 
 
 def model_counters(metrics_text: str, model: str) -> dict:
     """{counter: value} for the model's counters (summed over its versions) and the GPU memory
     in use (summed over the GPUs), from Prometheus text."""
-    counters = dict.fromkeys((*MODEL_COUNTERS, GPU_MEMORY), 0.0)
+    counters = dict.fromkeys((*MODEL_COUNTERS, *SERVER_TIMES.values(), GPU_MEMORY), 0.0)
     for line in metrics_text.splitlines():
         match = METRIC.match(line)
         if not match or match.group(1) not in counters:
@@ -159,8 +170,18 @@ def read_counters(args) -> dict:
         ) from None
 
 
-def summarize(level, latencies_ns, images, seconds, errors, per_execution, memory) -> dict:
-    """One concurrency's figures; `memory` holds the before and after readings."""
+def server_times(before: dict, after: dict) -> dict:
+    """The server's average microseconds per request over a level, in perf_analyzer's split."""
+    served = after["nv_inference_request_success"] - before["nv_inference_request_success"]
+    return {
+        key: (after[counter] - before[counter]) / served if served else 0.0
+        for key, counter in SERVER_TIMES.items()
+    }
+
+
+def summarize(level, latencies_ns, images, seconds, errors, per_execution, server) -> dict:
+    """One concurrency's figures; `server` holds the server's times and the memory readings
+    before and after."""
     latencies = np.asarray(latencies_ns, dtype=np.float64) / 1000.0
     p50, p90, p99 = np.percentile(latencies, [50, 90, 99]) if len(latencies) else (0, 0, 0)
     return {
@@ -173,16 +194,19 @@ def summarize(level, latencies_ns, images, seconds, errors, per_execution, memor
         "p99_us": p99,
         "requests_per_execution": per_execution,
         "errors": errors,
-        **memory,
+        **server,
     }
 
 
 def report(levels: list) -> str:
     header = ["concurrency", "requests/s", "images/s", "p50 us", "p90 us", "p99 us",
-              "requests/exec", "errors", "GPU MiB +/-", "server RSS MiB +/-"]  # fmt: skip
+              "server us", "queue us", "compute us", "requests/exec", "errors", "GPU MiB +/-",
+              "server RSS MiB +/-"]  # fmt: skip
     rows = [
         [str(r["concurrency"]), f"{r['requests_per_s']:.0f}", f"{r['images_per_s']:.0f}",
          f"{r['p50_us']:.0f}", f"{r['p90_us']:.0f}", f"{r['p99_us']:.0f}",
+         f"{r['server_us']:.0f}", f"{r['queue_us']:.0f}",
+         f"{r['compute_input_us'] + r['compute_infer_us'] + r['compute_output_us']:.0f}",
          f"{r['requests_per_execution']:.2f}", str(r["errors"]),
          change(r, "gpu_memory_mib"), change(r, "server_rss_mib")]
         for r in levels
@@ -233,13 +257,14 @@ def run(args) -> int:
         for process in clients:
             process.join()
         after = read_counters(args)
-        memory = {
+        server = {
+            **server_times(before, after),
             "gpu_memory_mib_before": before[GPU_MEMORY] / 2**20,
             "gpu_memory_mib_after": after[GPU_MEMORY] / 2**20,
         }
         if rss_before is not None:
-            memory["server_rss_mib_before"] = rss_before / 2**20
-            memory["server_rss_mib_after"] = resident_memory(args.server_pid) / 2**20
+            server["server_rss_mib_before"] = rss_before / 2**20
+            server["server_rss_mib_after"] = resident_memory(args.server_pid) / 2**20
         executions = after["nv_inference_exec_count"] - before["nv_inference_exec_count"]
         served = after["nv_inference_request_success"] - before["nv_inference_request_success"]
         latencies = [ns for latencies, _, _, _ in gathered for ns in latencies]
@@ -247,7 +272,7 @@ def run(args) -> int:
         failures += [line for _, _, first, _ in gathered for line in first]
         levels.append(
             summarize(level, latencies, sum(g[1] for g in gathered), args.seconds, errors,
-                      served / executions if executions else 0.0, memory)
+                      served / executions if executions else 0.0, server)
         )  # fmt: skip
         # A table line per concurrency as it is measured, under one header.
         table = report(levels).splitlines()

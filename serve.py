@@ -41,6 +41,7 @@ from dynamic_shapes.triton import (
 )
 from scenario import ENGINE_PATH, HERE, MODEL_PATH
 
+DEFAULT_INSTANCES = 1
 READY_TIMEOUT_S = 300  # building every context and graph of a large engine takes a while
 STOP_TIMEOUT_S = 30
 PYTRITON_INSTALL = "python3 -m pip install -r requirements-triton.txt"
@@ -96,7 +97,17 @@ def parse_args(argv=None):
         help="the largest batch a request, or a gathered batch, may have (%(default)s)",
     )
     parser.add_argument(
-        "--contexts-per-profile", type=cli.positive, default=1, help="(%(default)s)"
+        "--instances",
+        type=cli.positive,
+        default=DEFAULT_INSTANCES,
+        help="model instances on the GPU, a process each: Triton runs that many batches at "
+        "once (%(default)s)",
+    )
+    parser.add_argument(
+        "--contexts-per-profile",
+        type=cli.positive,
+        default=1,
+        help="execution contexts per profile in each instance (%(default)s)",
     )
     parser.add_argument(
         "--no-serve", action="store_true", help="write the repository (--repository) and stop"
@@ -118,7 +129,7 @@ def write_repository(args, folder) -> Path:
     preferred = [] if args.no_dynamic_batching else args.preferred_batch_sizes
     config = python_config(
         args.name, ranges, inputs, outputs, args.engine.name, args.max_queue_delay_us,
-        preferred, args.max_batch_size, args.contexts_per_profile,
+        preferred, args.max_batch_size, args.contexts_per_profile, args.instances,
     )  # fmt: skip
     comment = (
         f"Written by serve.py for {args.engine.name}, built by TensorRT {record['tensorrt']} for "

@@ -99,9 +99,11 @@ def python_config(
     preferred=None,
     max_batch_size=DEFAULT_MAX_BATCH_SIZE,
     contexts_per_profile=1,
+    instances=1,
 ):
     """The ModelConfig of the Python-backend model; `preferred` None takes the profiles' opts
-    and maxes, an empty list turns the dynamic batcher off."""
+    and maxes, an empty list turns the dynamic batcher off. Each of the `instances` on a GPU is
+    a process of its own with a dispatcher of its own, which Triton hands batches to in turn."""
     from tritonclient.grpc import model_config_pb2 as mc
 
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=max_batch_size)
@@ -109,7 +111,7 @@ def python_config(
         tensor_config(config.input.add(), spec)
     for spec in outputs:
         tensor_config(config.output.add(), spec)
-    config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU)
+    config.instance_group.add(count=instances, kind=mc.ModelInstanceGroup.KIND_GPU)
     preferred = preferred_batch_sizes(ranges) if preferred is None else preferred
     if preferred:
         config.dynamic_batching.preferred_batch_size.extend(preferred)

@@ -44,7 +44,7 @@ def test_the_repository_holds_the_model_its_engine_and_what_it_imports(engine, t
     assert config.parameters["engine"].string_value == "dynamic_identity.engine"
     assert config.parameters["contexts_per_profile"].string_value == "1"
     (group,) = config.instance_group
-    assert group.kind == mc.ModelInstanceGroup.KIND_GPU
+    assert (group.kind, group.count) == (mc.ModelInstanceGroup.KIND_GPU, 1)
     version = model / "1"
     source = HERE / "dynamic_shapes" / "triton_model.py"
     assert (version / "model.py").read_bytes() == source.read_bytes()
@@ -57,10 +57,12 @@ def test_the_repository_holds_the_model_its_engine_and_what_it_imports(engine, t
 
 def test_the_batcher_is_settable_and_can_be_turned_off(engine, tmp_path):
     options = ["--max-queue-delay-us", "0", "--preferred-batch-sizes", "8,64"]
-    _, config = write(engine, tmp_path / "a", *options, "--contexts-per-profile", "2")
+    options += ["--contexts-per-profile", "2", "--instances", "3"]
+    _, config = write(engine, tmp_path / "a", *options)
     assert list(config.dynamic_batching.preferred_batch_size) == [8, 64]
     assert config.dynamic_batching.max_queue_delay_microseconds == 0
     assert config.parameters["contexts_per_profile"].string_value == "2"
+    assert config.instance_group[0].count == 3
     _, config = write(engine, tmp_path / "b", "--no-dynamic-batching", "--max-batch-size", "300")
     assert not config.HasField("dynamic_batching") and config.max_batch_size == 300
 
@@ -76,6 +78,7 @@ def test_the_batcher_is_settable_and_can_be_turned_off(engine, tmp_path):
         (["--preferred-batch-sizes", "4,x"], "not a comma-separated list of integers: '4,x'"),
         (["--preferred-batch-sizes", "0"], "batch sizes must be 1 or more: '0'"),
         (["--http-port", "0"], "argument --http-port: must be 1 or more: 0"),
+        (["--instances", "0"], "argument --instances: must be 1 or more: 0"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(options, message):
