@@ -724,6 +724,7 @@ class Requests:
         self.page_locked[spec.name][:] = self.pageable
         self.page_locked_out = dispatcher.page_locked_outputs(batch)
         self.on_gpu = self.on_gpu_out = None
+        self.prepared = {}  # row name -> PreparedRequest over the arrays above
         if cupy is not None:
             self.on_gpu = cupy.asarray(self.pageable)
             self.on_gpu_out = {
@@ -746,6 +747,12 @@ def dispatcher_variants(dispatchers, index, requests) -> dict:
         variants[f"dispatcher, page-locked{suffix}"] = partial(
             dispatcher.infer, requests.page_locked, out=requests.page_locked_out
         )
+        batch = len(requests.pageable)
+        name = f"dispatcher, prepared, page-locked{suffix}"
+        requests.prepared[name] = dispatcher.prepare(
+            batch, requests.page_locked, out=requests.page_locked_out
+        )
+        variants[name] = requests.prepared[name].run
     plain = dispatchers["no graphs"]
     variants["dispatcher, pageable, out="] = partial(
         plain.infer, requests.pageable, out=requests.pageable_out
@@ -754,6 +761,11 @@ def dispatcher_variants(dispatchers, index, requests) -> dict:
         variants["dispatcher, GPU-resident"] = partial(
             plain.infer, requests.on_gpu, out=requests.on_gpu_out
         )
+        name = "dispatcher, prepared, GPU-resident"
+        requests.prepared[name] = plain.prepare(
+            len(requests.pageable), requests.on_gpu, out=requests.on_gpu_out
+        )
+        variants[name] = requests.prepared[name].run
     return variants
 
 
@@ -770,6 +782,11 @@ def check_dispatchers(reference, dispatchers, requests, batch) -> None:
             dispatcher.infer(requests.on_gpu, out=requests.on_gpu_out)
             outputs = {name: array.get() for name, array in requests.on_gpu_out.items()}
             reference.check(f"{what}, GPU-resident", inputs, outputs)
+    for name, prepared in requests.prepared.items():
+        outputs = prepared.run()
+        if name.endswith("GPU-resident"):
+            outputs = {key: array.get() for key, array in outputs.items()}
+        reference.check(f"{name}, batch {batch}", inputs, outputs)
 
 
 def by_output(dispatcher, outputs) -> dict:

@@ -405,6 +405,34 @@ class Dispatcher:
         """{output name: array} in page-locked memory, for infer()'s `out`."""
         return {s.name: page_locked_empty((batch, *s.item_shape), s.dtype) for s in self.outputs}
 
+    def prepare(self, batch: int, inputs=None, out=None) -> "PreparedRequest":
+        """A request of `batch` items whose arrays stay where they are, for a caller who serves
+        request after request from the same memory: `inputs` and `out` as for infer(),
+        page-locked or GPU arrays, by default new page-locked ones (`.inputs`, `.outputs`).
+        Everything infer() works out per request is worked out here once, so that
+        PreparedRequest.run() is TensorRT's own loop: the copies, the inference, one
+        synchronize; where a profile's shape is static, one CUDA graph of all of them."""
+        if not self._release.alive:
+            raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
+        if type(batch) is not int or batch < 1:
+            raise ValueError(f"a request needs at least one image, got batch {batch!r}")
+        if self.path != "lean":
+            raise ValueError("prepared requests run on the lean path; use path='lean'")
+        inputs = self.page_locked_inputs(batch) if inputs is None else inputs
+        out = self.page_locked_outputs(batch) if out is None else out
+        sources = check_request(inputs, self.inputs)
+        if sources[0].shape[0] != batch:
+            raise ValueError(f"the inputs hold batch {sources[0].shape[0]}, not {batch}")
+        targets, _ = self._targets(out, batch)
+        for tensor in (*sources, *targets):
+            locate(tensor)
+            if tensor.kind == PAGEABLE:
+                raise ValueError(
+                    "a prepared request needs page-locked arrays (page_locked_inputs, "
+                    "page_locked_outputs) or GPU arrays; pass ordinary arrays to infer()"
+                )
+        return PreparedRequest(self, inputs, out, sources, targets, plan_chunks(batch, self.ranges))
+
     @property
     def graph_use_cases(self) -> list:
         """The use cases whose requests replay a CUDA graph."""
@@ -426,6 +454,51 @@ class Dispatcher:
         self.close()
 
 
+class PreparedRequest:
+    """A request whose arrays, chunks and copies Dispatcher.prepare() worked out once. Fill
+    `inputs` and call run() as often as needed; the outputs land in `outputs`. Several threads
+    may run different prepared requests at once; one prepared request runs one at a time."""
+
+    def __init__(self, dispatcher, inputs, outputs, sources, targets, plan):
+        self.inputs, self.outputs = inputs, outputs  # keep the arrays, and their memory, alive
+        self._dispatcher = dispatcher
+        self._sources, self._targets = sources, targets
+        self._chunks = [(dispatcher._pools[index][0], start, size) for index, start, size in plan]
+        self._steps = {}  # (executor, start) -> its Step, made on the chunk's first run there
+        self._lock = threading.Lock()
+        self._release = weakref.finalize(self, release_steps, self._steps)
+
+    def run(self):
+        """Serves the request from `inputs` into `outputs`; returns `outputs` once complete."""
+        with self._lock:
+            if not self._dispatcher._release.alive:
+                raise RuntimeError("its Dispatcher is closed; prepare the request again")
+            for pool, start, size in self._chunks:
+                executor = pool.get()
+                if executor is None:  # closed meanwhile
+                    pool.put(None)
+                    raise RuntimeError("its Dispatcher was closed while the request waited")
+                try:
+                    step = self._steps.get((executor, start))
+                    if step is None:
+                        step = executor.step(self._sources, self._targets, start, size)
+                        self._steps[(executor, start)] = step
+                    executor.run_step(step)
+                finally:
+                    pool.put(executor)
+        return self.outputs
+
+    def close(self):
+        """Frees the CUDA graphs the request captured (garbage collection does too)."""
+        self._release()
+
+
+def release_steps(steps: dict) -> None:
+    for step in steps.values():
+        step.close()
+    steps.clear()
+
+
 def release(executors: list, pools: list, engine) -> None:
     """Closes a dispatcher's executors once no request uses them, and lets another dispatcher
     serve its engine."""
@@ -438,6 +511,25 @@ def release(executors: list, pools: list, engine) -> None:
     with _engines_lock:
         if _engines_in_use.get(id(engine)) is engine:
             del _engines_in_use[id(engine)]
+
+
+class Step:
+    """One chunk of a prepared request on one context, worked out once: the streams of the
+    GPU inputs' producers to wait for, the tensor addresses to bind, the copies in and out,
+    and, for a static shape, a CUDA graph of all of it."""
+
+    def __init__(self, size, waits):
+        self.size, self.waits = size, waits
+        self.bindings, self.copies_in, self.copies_out = [], [], []
+        self.graph = self.graph_exec = None
+
+    def close(self):
+        rt = cudart()
+        if self.graph_exec is not None:
+            rt.cudaGraphExecDestroy(self.graph_exec)
+        if self.graph is not None:
+            rt.cudaGraphDestroy(self.graph)
+        self.graph = self.graph_exec = None
 
 
 class RunnerExecutor:
@@ -593,14 +685,22 @@ class LeanExecutor:
         self._set_batch(size)
         for spec, source in zip(self._inputs, sources, strict=True):
             self._send(spec, source, start, size)
+        copies_out = []
         for spec, target in zip(self.outputs, targets, strict=True):
-            address = target.address + start * spec.item_nbytes if target.on_gpu else None
-            in_place = address is not None and address % ALIGNMENT == 0
-            self._bind(spec.name, address if in_place else self._device[spec.name])
+            if target.kind == PAGEABLE:
+                self._bind(spec.name, self._device[spec.name])
+                continue
+            address, copy = self._placement(spec, target, start, size, into_context=False)
+            self._bind(spec.name, address)
+            if copy is not None:
+                copies_out.append(copy)
         self._execute()
+        for copy in copies_out:
+            self._copy(*copy)
         staged = []  # (event or None, the caller's part, the staged part) of pageable outputs
         for spec, target in zip(self.outputs, targets, strict=True):
-            staged += self._fetch(spec, target, start, size)
+            if target.kind == PAGEABLE:
+                staged += self._stage_out(spec, target, start, size)
         # Each part of a pageable output is copied out as soon as it has arrived, while the
         # next one is on its way; a part without an event waits for the whole chunk.
         synchronized = False
@@ -617,55 +717,52 @@ class LeanExecutor:
     def _synchronize(self):
         check_cuda(cudart().cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
 
+    def _placement(self, spec, tensor, start, size, into_context) -> tuple:
+        """Where a chunk of a page-locked or GPU tensor meets the context: the address to bind,
+        and the copy (destination, source, bytes, kind) that moves the chunk, or None. A GPU
+        chunk on TensorRT's 256-byte boundary is bound in place; any other goes through the
+        context's own buffer."""
+        kinds = cudart().cudaMemcpyKind
+        address = tensor.address + start * spec.item_nbytes
+        if tensor.on_gpu:
+            if address % ALIGNMENT == 0:
+                return address, None
+            kind = kinds.cudaMemcpyDeviceToDevice
+        else:
+            kind = kinds.cudaMemcpyHostToDevice if into_context else kinds.cudaMemcpyDeviceToHost
+        device, nbytes = self._device[spec.name], size * spec.item_nbytes
+        copy = (device, address, nbytes, kind) if into_context else (address, device, nbytes, kind)
+        return device, copy
+
+    def _wait_for(self, stream):
+        """Orders this context's stream after the work queued on `stream` so far."""
+        rt = cudart()
+        check_cuda(rt.cudaEventRecord(self._wait_event, stream), "cudaEventRecord")
+        check_cuda(rt.cudaStreamWaitEvent(self._stream, self._wait_event, 0), "cudaStreamWaitEvent")
+
     def _send(self, spec, source, start, size):
         """Gets a chunk of an input where the context reads it: bound in place on the GPU, or
         copied into the context's buffer."""
-        rt = cudart()
-        nbytes, offset = size * spec.item_nbytes, start * spec.item_nbytes
-        device = self._device[spec.name]
-        if source.on_gpu:
-            if source.stream:  # the producer's work on it must finish first
-                check_cuda(rt.cudaEventRecord(self._wait_event, source.stream), "cudaEventRecord")
-                check_cuda(
-                    rt.cudaStreamWaitEvent(self._stream, self._wait_event, 0),
-                    "cudaStreamWaitEvent",
-                )
-            address = source.address + offset
-            if address % ALIGNMENT == 0:
-                self._bind(spec.name, address)
-            else:
-                self._bind(spec.name, device)
-                self._copy(device, address, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice)
-            return
-        self._bind(spec.name, device)
-        if source.kind == PAGE_LOCKED:
-            self._copy(
-                device, source.address + offset, nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-            )
-        else:
+        if source.on_gpu and source.stream:  # the producer's work on it must finish first
+            self._wait_for(source.stream)
+        if source.kind == PAGEABLE:
+            device = self._device[spec.name]
+            self._bind(spec.name, device)
             self._stage_in(spec, source.host[start : start + size], device)
+            return
+        address, copy = self._placement(spec, source, start, size, into_context=True)
+        self._bind(spec.name, address)
+        if copy is not None:
+            self._copy(*copy)
 
-    def _fetch(self, spec, target, start, size) -> list:
-        """Queues the copies of a chunk of an output to where the caller wants it, and returns
-        the staged parts still to be copied on the host."""
+    def _stage_out(self, spec, target, start, size) -> list:
+        """Queues the copies of a chunk of a pageable output into the staging buffer, and
+        returns the staged parts still to be copied on the host."""
         rt = cudart()
-        nbytes, offset = size * spec.item_nbytes, start * spec.item_nbytes
         device = self._device[spec.name]
-        if target.on_gpu:
-            if self._bound[spec.name] == device:  # not bound in place: misaligned
-                self._copy(
-                    target.address + offset,
-                    device,
-                    nbytes,
-                    rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
-                )
-            return []
-        to_host = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        if target.kind == PAGE_LOCKED:
-            self._copy(target.address + offset, device, nbytes, to_host)
-            return []
         staging, destination = self._staging[spec.name], target.host[start : start + size]
         address = self._staging_address[spec.name]
+        to_host = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         parts = self._parts(size, spec.item_nbytes)
         staged = []
         for number, (low, high) in enumerate(parts):
@@ -677,6 +774,73 @@ class LeanExecutor:
                 check_cuda(rt.cudaEventRecord(event, self._stream), "cudaEventRecord")
             staged.append((event, destination[low:high], staging[low:high]))
         return staged
+
+    def step(self, sources, targets, start, size) -> "Step":
+        """Works out, once, how this context serves items [start, start + size) of a prepared
+        request (page-locked and GPU tensors only); where the profile's shape is static, as a
+        CUDA graph of the copies and the inference."""
+        step = Step(size, [source.stream for source in sources if source.on_gpu and source.stream])
+        for spec, source in zip(self._inputs, sources, strict=True):
+            address, copy = self._placement(spec, source, start, size, into_context=True)
+            step.bindings.append((spec.name, address))
+            if copy is not None:
+                step.copies_in.append(copy)
+        for spec, target in zip(self.outputs, targets, strict=True):
+            address, copy = self._placement(spec, target, start, size, into_context=False)
+            step.bindings.append((spec.name, address))
+            if copy is not None:
+                step.copies_out.append(copy)
+        if self._graph_exec is not None:  # a static shape, whose inference replays as a graph
+            self._capture_step(step)
+        return step
+
+    def _apply(self, step):
+        self._set_batch(step.size)
+        for name, address in step.bindings:
+            self._bind(name, address)
+
+    def _capture_step(self, step):
+        """Captures the step's copies and inference in one CUDA graph."""
+        rt = cudart()
+        self._apply(step)
+        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        try:
+            check_cuda(rt.cudaStreamBeginCapture(self._stream, mode), "cudaStreamBeginCapture")
+            try:
+                for copy in step.copies_in:
+                    self._copy(*copy)
+                # TensorRT's own enqueue, not the inference graph: a graph is not launched
+                # into a stream being captured.
+                if not self._context.execute_async_v3(self._stream_handle):
+                    raise RuntimeError("TensorRT's execute_async_v3 failed; see its log above")
+                for copy in step.copies_out:
+                    self._copy(*copy)
+            finally:
+                step.graph = check_cuda(
+                    rt.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture"
+                )
+            step.graph_exec = check_cuda(
+                rt.cudaGraphInstantiate(step.graph, 0), "cudaGraphInstantiate"
+            )
+        except RuntimeError as error:
+            rt.cudaGetLastError()  # clear the failed capture's error, so the stream runs on
+            log.warning("CUDA graph capture failed (%s); running without a graph", error)
+            step.close()
+
+    def run_step(self, step):
+        """Runs a prepared request's chunk, worked out by step(), and waits for it."""
+        for stream in step.waits:
+            self._wait_for(stream)
+        if step.graph_exec is not None:
+            check_cuda(cudart().cudaGraphLaunch(step.graph_exec, self._stream), "cudaGraphLaunch")
+        else:
+            self._apply(step)
+            for copy in step.copies_in:
+                self._copy(*copy)
+            self._execute()
+            for copy in step.copies_out:
+                self._copy(*copy)
+        self._synchronize()
 
     def _part_event(self, number):
         """The event that marks the arrival of staged output part `number`."""

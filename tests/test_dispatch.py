@@ -241,3 +241,62 @@ def test_the_runner_path_refuses_gpu_arrays_clearly(engine, cupy):
         pytest.raises(ValueError, match="the runner path serves NumPy arrays; use path='lean'"),
     ):
         dispatcher.infer(cupy.asarray(random_images(1)))
+
+
+@pytest.mark.parametrize("graphs", [True, False], ids=["graphs", "no graphs"])
+def test_prepared_requests_serve_new_data_on_every_run(engine, graphs):
+    # A graph replays the copies from and to the prepared arrays: each run must read what the
+    # caller wrote there since, and write where the caller reads.
+    with Dispatcher(engine, cuda_graphs=graphs, contexts_per_profile=2) as dispatcher:
+        for batch in BATCHES:
+            prepared = dispatcher.prepare(batch)
+            for seed in range(3):
+                prepared.inputs["X"][:] = random_images(batch, seed=batch * 10 + seed)
+                assert prepared.run() is prepared.outputs
+                check_identity(prepared.inputs["X"], prepared.outputs["Y"])
+            prepared.close()
+            prepared.close()  # safe twice
+
+
+def test_prepared_requests_from_8_threads_are_all_exact(lean):
+    def serve(thread):
+        batch = random.Random(thread).choice(BATCHES)
+        prepared = lean.prepare(batch)
+        for request in range(30):
+            prepared.inputs["X"][:] = random_images(batch, seed=thread * 100 + request)
+            check_identity(prepared.inputs["X"], prepared.run()["Y"])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(serve, range(8)))
+
+
+def test_prepared_requests_take_gpu_arrays_aligned_or_not(lean, cupy):
+    images = random_images(130, seed=7)
+    on_gpu, out = cupy.asarray(images), cupy.zeros((130, 3, 28, 28), cupy.float32)
+    for inputs, outputs in [(on_gpu[:128], out[:128]), (on_gpu[1:129], out[2:130])]:
+        prepared = lean.prepare(128, inputs=inputs, out=outputs)
+        for _ in range(2):
+            outputs.fill(0)
+            prepared.run()
+            check_identity(cupy.asnumpy(inputs), cupy.asnumpy(outputs))
+        inputs += 1  # new data in place: the next run reads it
+        prepared.run()
+        check_identity(cupy.asnumpy(inputs), cupy.asnumpy(outputs))
+
+
+def test_prepared_requests_refuse_what_they_cannot_serve(engine):
+    with Dispatcher(engine) as dispatcher:
+        with pytest.raises(ValueError, match="a prepared request needs page-locked arrays"):
+            dispatcher.prepare(4, inputs=random_images(4))
+        with pytest.raises(ValueError, match="the inputs hold batch 4, not 5"):
+            dispatcher.prepare(5, inputs=dispatcher.page_locked_inputs(4))
+        with pytest.raises(ValueError, match="a request needs at least one image"):
+            dispatcher.prepare(0)
+        prepared = dispatcher.prepare(1)
+    with pytest.raises(RuntimeError, match="its Dispatcher is closed; prepare the request again"):
+        prepared.run()
+    with (
+        Dispatcher(engine, path="runner") as dispatcher,
+        pytest.raises(ValueError, match="prepared requests run on the lean path"),
+    ):
+        dispatcher.prepare(1)
