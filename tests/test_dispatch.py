@@ -276,10 +276,10 @@ def test_prepared_requests_take_gpu_arrays_aligned_or_not(lean, cupy):
     for inputs, outputs in [(on_gpu[:128], out[:128]), (on_gpu[1:129], out[2:130])]:
         prepared = lean.prepare(128, inputs=inputs, out=outputs)
         for _ in range(2):
-            outputs.fill(0)
+            outputs.set(np.zeros(outputs.shape, np.float32))
             prepared.run()
             check_identity(cupy.asnumpy(inputs), cupy.asnumpy(outputs))
-        inputs += 1  # new data in place: the next run reads it
+        inputs.set(random_images(128, seed=8))  # new data in place: the next run reads it
         prepared.run()
         check_identity(cupy.asnumpy(inputs), cupy.asnumpy(outputs))
 
