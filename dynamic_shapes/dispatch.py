@@ -29,6 +29,11 @@ Two execution paths sit behind the same interface:
   execute_async_v3 and one synchronize. Where a profile's shape is static (min == max), the
   inference is captured once in a CUDA graph and replayed.
 
+A caller who serves request after request of one batch size from the same memory prepares the
+request once (Dispatcher.prepare): its arrays are checked, its chunks planned and each chunk's
+bindings and copies worked out then, so that each PreparedRequest.run() is TensorRT's own loop;
+for a profile of one shape, a single CUDA graph of the copies and the inference.
+
 Streams: every context has a stream of its own, and a request runs on the stream of the context
 that serves it. It first waits for the stream a GPU array names (`__cuda_array_interface__`'s
 "stream"; for DLPack, the legacy default stream the producer is asked to order its work before),
