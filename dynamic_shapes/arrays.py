@@ -17,9 +17,10 @@ PAGEABLE, PAGE_LOCKED, ON_GPU = "pageable", "page-locked", "GPU"
 # DLPack's device types and dtype codes (dlpack.h) that map to this project's tensors.
 DLPACK_CPU, DLPACK_CUDA = 1, 2
 DLPACK_DTYPE_KINDS = {0: "i", 1: "u", 2: "f", 6: "b"}
-# For CUDA, the stream a DLPack producer orders its work before: the legacy default stream, on
-# which the dispatcher then waits (__dlpack__'s protocol numbers it 1).
-DLPACK_LEGACY_STREAM = 1
+# The legacy default stream, as both __cuda_array_interface__ and DLPack number it. CuPy and
+# PyTorch name it for work on their default streams; a DLPack producer is asked to order its
+# work before it. The dispatcher's streams synchronize with it (see dispatch.py).
+LEGACY_DEFAULT_STREAM = 1
 
 
 class Tensor:
@@ -132,10 +133,10 @@ def from_dlpack(value, what: str) -> Tensor:
         return describe(np.from_dlpack(value), what)
     if device_type != DLPACK_CUDA:
         raise ValueError(f"{what} lives on DLPack device type {device_type}, not a CUDA GPU")
-    # The producer orders its pending work before the legacy default stream, which the
-    # dispatcher's stream then waits on. The capsule is not consumed (not renamed): when it is
+    # The producer orders its pending work before the legacy default stream, after which the
+    # dispatcher's streams run. The capsule is not consumed (not renamed): when it is
     # collected, its destructor releases the producer's memory as the protocol says.
-    capsule = value.__dlpack__(stream=DLPACK_LEGACY_STREAM)
+    capsule = value.__dlpack__(stream=LEGACY_DEFAULT_STREAM)
     tensor = ctypes.cast(_capsule_pointer(capsule, b"dltensor"), ctypes.POINTER(DLTensor)).contents
     kind = DLPACK_DTYPE_KINDS.get(tensor.dtype.code)
     if kind is None or tensor.dtype.lanes != 1:
@@ -152,7 +153,7 @@ def from_dlpack(value, what: str) -> Tensor:
         shape,
         dtype,
         address=tensor.data + tensor.byte_offset,
-        stream=DLPACK_LEGACY_STREAM,
+        stream=LEGACY_DEFAULT_STREAM,
         kind=ON_GPU,
         owner=capsule,
     )

@@ -34,10 +34,13 @@ request once (Dispatcher.prepare): its arrays are checked, its chunks planned an
 bindings and copies worked out then, so that each PreparedRequest.run() is TensorRT's own loop;
 for a profile of one shape, a single CUDA graph of the copies and the inference.
 
-Streams: every context has a stream of its own, and a request runs on the stream of the context
-that serves it. It first waits for the stream a GPU array names (`__cuda_array_interface__`'s
-"stream"; for DLPack, the legacy default stream the producer is asked to order its work before),
-and infer() returns once the outputs are complete: they are ready for any stream and thread.
+Streams: every context has a stream of its own, and a request runs on the stream of the
+context that serves it. These are blocking streams: CUDA runs their work after the work queued
+before it on the legacy default stream, where CuPy and PyTorch queue theirs by default (and
+before which a DLPack producer is asked to order its own). A GPU array that names any other
+stream (`__cuda_array_interface__`'s "stream") is read once that stream's work queued so far is
+done: the context's stream waits for an event recorded there. infer() and PreparedRequest.run()
+return once the outputs are complete: they are ready for any stream and thread.
 
 Thread safety: several threads may call infer() at once. Each context serves one request at a
 time; a profile serves as many requests at once as it has contexts (contexts_per_profile).
@@ -59,7 +62,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from dynamic_shapes.arrays import ON_GPU, PAGE_LOCKED, PAGEABLE, Tensor, describe
+from dynamic_shapes.arrays import (
+    LEGACY_DEFAULT_STREAM,
+    ON_GPU,
+    PAGE_LOCKED,
+    PAGEABLE,
+    Tensor,
+    describe,
+)
 from dynamic_shapes.engines import batch_ranges, create_contexts, deactivate_runner
 from dynamic_shapes.gpu import check_cuda, cudart, page_locked_address, page_locked_empty
 from dynamic_shapes.tensors import TensorSpec
@@ -225,6 +235,13 @@ def check_request(request, specs=(MODEL_INPUT,)) -> list:
     return tensors
 
 
+def must_wait(stream) -> bool:
+    """Whether a context's stream must wait explicitly for the work a GPU array's producer
+    queued on `stream` before reading the array: not for None (ready now), nor for the legacy
+    default stream, after whose work CUDA runs the contexts' (blocking) streams by itself."""
+    return stream is not None and stream != LEGACY_DEFAULT_STREAM
+
+
 def available_host_memory() -> int | None:
     """Bytes of host memory available to allocate now (Linux's MemAvailable), or None where
     the system does not say."""
@@ -357,12 +374,7 @@ class Dispatcher:
         if self.path == "lean":
             for tensor in (*sources, *targets):
                 locate(tensor)
-        plan = self._plans.get(batch)
-        if plan is None:
-            plan = plan_chunks(batch, self.ranges)
-            if len(self._plans) < PLANS_KEPT:
-                self._plans[batch] = plan
-        for index, start, size in plan:
+        for index, start, size in self._plan(batch):
             pool = self._pools[index][0]
             executor = pool.get()
             if executor is None:  # closed meanwhile
@@ -373,6 +385,15 @@ class Dispatcher:
             finally:
                 pool.put(executor)
         return result
+
+    def _plan(self, batch) -> tuple:
+        """The request's chunks (plan_chunks), kept for the batch sizes that come back."""
+        plan = self._plans.get(batch)
+        if plan is None:
+            plan = plan_chunks(batch, self.ranges)
+            if len(self._plans) < PLANS_KEPT:
+                self._plans[batch] = plan
+        return plan
 
     def _targets(self, out, batch) -> tuple:
         """The Tensors the outputs go to, and what infer() returns."""
@@ -436,7 +457,8 @@ class Dispatcher:
                     "a prepared request needs page-locked arrays (page_locked_inputs, "
                     "page_locked_outputs) or GPU arrays; pass ordinary arrays to infer()"
                 )
-        return PreparedRequest(self, inputs, out, sources, targets, plan_chunks(batch, self.ranges))
+        chunks = [(self._pools[index][0], start, size) for index, start, size in self._plan(batch)]
+        return PreparedRequest(self, inputs, out, sources, targets, chunks)
 
     @property
     def graph_use_cases(self) -> list:
@@ -462,13 +484,15 @@ class Dispatcher:
 class PreparedRequest:
     """A request whose arrays, chunks and copies Dispatcher.prepare() worked out once. Fill
     `inputs` and call run() as often as needed; the outputs land in `outputs`. Several threads
-    may run different prepared requests at once; one prepared request runs one at a time."""
+    may run different prepared requests at once; one prepared request runs one at a time.
+    Where its inputs are GPU arrays, each run first waits for the work queued so far on the
+    stream they named when the request was prepared (see Streams above)."""
 
-    def __init__(self, dispatcher, inputs, outputs, sources, targets, plan):
+    def __init__(self, dispatcher, inputs, outputs, sources, targets, chunks):
         self.inputs, self.outputs = inputs, outputs  # keep the arrays, and their memory, alive
-        self._dispatcher = dispatcher
+        self._dispatcher = dispatcher  # whose contexts serve the request: alive while it is
         self._sources, self._targets = sources, targets
-        self._chunks = [(dispatcher._pools[index][0], start, size) for index, start, size in plan]
+        self._chunks = chunks  # (the profile's pool of executors, start, size)
         self._steps = {}  # (executor, start) -> its Step, made on the chunk's first run there
         self._lock = threading.Lock()
         self._release = weakref.finalize(self, release_steps, self._steps)
@@ -476,13 +500,11 @@ class PreparedRequest:
     def run(self):
         """Serves the request from `inputs` into `outputs`; returns `outputs` once complete."""
         with self._lock:
-            if not self._dispatcher._release.alive:
-                raise RuntimeError("its Dispatcher is closed; prepare the request again")
             for pool, start, size in self._chunks:
                 executor = pool.get()
-                if executor is None:  # closed meanwhile
+                if executor is None:  # what a closed dispatcher's pools hold
                     pool.put(None)
-                    raise RuntimeError("its Dispatcher was closed while the request waited")
+                    raise RuntimeError("its Dispatcher is closed; prepare the request again")
                 try:
                     step = self._steps.get((executor, start))
                     if step is None:
@@ -572,15 +594,16 @@ class LeanExecutor:
         rt = cudart()
         self._context, self._inputs = context, inputs
         self._batch = None  # the batch of the input shapes last set on the context
-        self._graph = self._graph_exec = self._stream = None
+        self._graph = self._graph_exec = self._stream = self._capture_stream = None
         self._device, self._staging, self._staging_address, self._bound = {}, {}, {}, {}
         self._foreign = set()  # tensors bound to a caller's GPU memory, not the context's own
         self._events, self._part_events = [], []
         low, high = batch_range
         try:
-            self._stream = check_cuda(
-                rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreate"
-            )
+            # A blocking stream: CUDA orders its work after the legacy default stream's, where
+            # CuPy and PyTorch queue their work by default, so reading their arrays costs no
+            # explicit wait.
+            self._stream = check_cuda(rt.cudaStreamCreate(), "cudaStreamCreate")
             self._stream_handle = int(self._stream)
             if not context.set_optimization_profile_async(profile_index, self._stream_handle):
                 raise RuntimeError(
@@ -601,6 +624,11 @@ class LeanExecutor:
                 self._staging_address[spec.name] = staging.ctypes.data
             self._wait_event = self._new_event()
             if cuda_graphs and low == high:
+                # Graphs are captured on a non-blocking stream: while a blocking stream is
+                # captured, CUDA refuses every use of the legacy default stream, in any thread.
+                self._capture_stream = check_cuda(
+                    rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreate"
+                )
                 self._capture_graph()
         except BaseException:
             self.close()
@@ -634,37 +662,46 @@ class LeanExecutor:
             self._batch = batch
 
     def _execute(self):
-        rt = cudart()
         # The graph holds the context's own buffers: it replays only while they are bound.
         if self._graph_exec is not None and not self._foreign:
-            check_cuda(rt.cudaGraphLaunch(self._graph_exec, self._stream), "cudaGraphLaunch")
-        elif not self._context.execute_async_v3(self._stream_handle):
+            check_cuda(cudart().cudaGraphLaunch(self._graph_exec, self._stream), "cudaGraphLaunch")
+        else:
+            self._enqueue(self._stream_handle)
+
+    def _enqueue(self, stream):
+        if not self._context.execute_async_v3(stream):
             raise RuntimeError("TensorRT's execute_async_v3 failed; see its log above")
 
     def _capture_graph(self):
         """Captures the inference for the profile's one batch size in a CUDA graph."""
-        rt = cudart()
         # One plain run first: TensorRT sets up shape-dependent state on its first enqueue,
         # and that work must not end up in the graph.
         self._execute()
-        check_cuda(rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+        self._synchronize()
+        captured = self._capture(self._enqueue)
+        if captured is not None:
+            self._graph, self._graph_exec = captured
+
+    def _capture(self, enqueue):
+        """A CUDA graph of the work `enqueue(stream)` queues, as (graph, executable graph); None
+        where capture fails, and the work then runs without a graph."""
+        rt = cudart()
         # Thread-local capture: other threads may use CUDA meanwhile without breaking it.
         mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        stream, graph = self._capture_stream, None
         try:
-            check_cuda(rt.cudaStreamBeginCapture(self._stream, mode), "cudaStreamBeginCapture")
+            check_cuda(rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
             try:
-                self._execute()
+                enqueue(int(stream))
             finally:
-                self._graph = check_cuda(
-                    rt.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture"
-                )
-            self._graph_exec = check_cuda(
-                rt.cudaGraphInstantiate(self._graph, 0), "cudaGraphInstantiate"
-            )
+                graph = check_cuda(rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
+            return graph, check_cuda(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
         except RuntimeError as error:
             rt.cudaGetLastError()  # clear the failed capture's error, so the stream runs on
+            if graph is not None:
+                rt.cudaGraphDestroy(graph)
             log.warning("CUDA graph capture failed (%s); running without a graph", error)
-            self._destroy_graph()
+            return None
 
     @property
     def uses_graph(self) -> bool:
@@ -678,10 +715,10 @@ class LeanExecutor:
         bounds = [size * part // count for part in range(count + 1)]
         return list(itertools.pairwise(bounds))
 
-    def _copy(self, destination, source, nbytes, kind):
-        rt = cudart()
+    def _copy(self, destination, source, nbytes, kind, stream=None):
+        stream = self._stream if stream is None else stream
         check_cuda(
-            rt.cudaMemcpyAsync(destination, source, nbytes, kind, self._stream), "cudaMemcpyAsync"
+            cudart().cudaMemcpyAsync(destination, source, nbytes, kind, stream), "cudaMemcpyAsync"
         )
 
     def run(self, sources, targets, start, size):
@@ -748,7 +785,7 @@ class LeanExecutor:
     def _send(self, spec, source, start, size):
         """Gets a chunk of an input where the context reads it: bound in place on the GPU, or
         copied into the context's buffer."""
-        if source.on_gpu and source.stream:  # the producer's work on it must finish first
+        if source.on_gpu and must_wait(source.stream):
             self._wait_for(source.stream)
         if source.kind == PAGEABLE:
             device = self._device[spec.name]
@@ -784,7 +821,8 @@ class LeanExecutor:
         """Works out, once, how this context serves items [start, start + size) of a prepared
         request (page-locked and GPU tensors only); where the profile's shape is static, as a
         CUDA graph of the copies and the inference."""
-        step = Step(size, [source.stream for source in sources if source.on_gpu and source.stream])
+        waits = {source.stream for source in sources if source.on_gpu}
+        step = Step(size, [stream for stream in waits if must_wait(stream)])
         for spec, source in zip(self._inputs, sources, strict=True):
             address, copy = self._placement(spec, source, start, size, into_context=True)
             step.bindings.append((spec.name, address))
@@ -806,31 +844,20 @@ class LeanExecutor:
 
     def _capture_step(self, step):
         """Captures the step's copies and inference in one CUDA graph."""
-        rt = cudart()
         self._apply(step)
-        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-        try:
-            check_cuda(rt.cudaStreamBeginCapture(self._stream, mode), "cudaStreamBeginCapture")
-            try:
-                for copy in step.copies_in:
-                    self._copy(*copy)
-                # TensorRT's own enqueue, not the inference graph: a graph is not launched
-                # into a stream being captured.
-                if not self._context.execute_async_v3(self._stream_handle):
-                    raise RuntimeError("TensorRT's execute_async_v3 failed; see its log above")
-                for copy in step.copies_out:
-                    self._copy(*copy)
-            finally:
-                step.graph = check_cuda(
-                    rt.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture"
-                )
-            step.graph_exec = check_cuda(
-                rt.cudaGraphInstantiate(step.graph, 0), "cudaGraphInstantiate"
-            )
-        except RuntimeError as error:
-            rt.cudaGetLastError()  # clear the failed capture's error, so the stream runs on
-            log.warning("CUDA graph capture failed (%s); running without a graph", error)
-            step.close()
+
+        def enqueue(stream):
+            for copy in step.copies_in:
+                self._copy(*copy, stream)
+            # TensorRT's own enqueue, not the inference graph: a graph is not launched into a
+            # stream being captured.
+            self._enqueue(stream)
+            for copy in step.copies_out:
+                self._copy(*copy, stream)
+
+        captured = self._capture(enqueue)
+        if captured is not None:
+            step.graph, step.graph_exec = captured
 
     def run_step(self, step):
         """Runs a prepared request's chunk, worked out by step(), and waits for it."""
@@ -881,8 +908,10 @@ class LeanExecutor:
             rt.cudaFree(address)
         for event in self._events:
             rt.cudaEventDestroy(event)
-        if self._stream is not None:
-            rt.cudaStreamDestroy(self._stream)
-        self._stream, self._device, self._staging = None, {}, {}
+        for stream in (self._stream, self._capture_stream):
+            if stream is not None:
+                rt.cudaStreamDestroy(stream)
+        self._stream = self._capture_stream = None
+        self._device, self._staging = {}, {}
         self._events, self._part_events = [], []
         self._context = None

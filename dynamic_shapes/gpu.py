@@ -98,20 +98,26 @@ def polygraphy_problem(tensorrt_version: str, polygraphy_version: str) -> str | 
     return None
 
 
+_SUCCESS = None  # cudaError_t.cudaSuccess, once cuda-bindings is imported
+
+
 @functools.cache
 def cudart():
     """CUDA's runtime API, through NVIDIA's cuda-bindings (imported on first use)."""
+    global _SUCCESS
     from cuda.bindings import runtime
 
+    _SUCCESS = runtime.cudaError_t.cudaSuccess
     return runtime
 
 
 def check_cuda(result, what):
     """cuda-bindings calls return (error, *values): raises on an error, returns the values."""
-    error, *values = result
-    if error != cudart().cudaError_t.cudaSuccess:
+    error = result[0]
+    # Enum members are singletons: the identity test is the fast path of every CUDA call.
+    if error is not _SUCCESS and error != cudart().cudaError_t.cudaSuccess:
         raise RuntimeError(f"{what} failed: {error.name}")
-    return values[0] if len(values) == 1 else values
+    return result[1] if len(result) == 2 else list(result[1:])
 
 
 def gpu_name() -> str:

@@ -217,15 +217,33 @@ def test_dlpack_arrays_are_served_on_the_gpu(lean, cupy):
     check_identity(images, lean.infer(DLPackOnly(cupy.asarray(images))))
 
 
-def test_work_queued_on_the_producers_stream_is_waited_for(lean, cupy):
+@pytest.mark.parametrize("how", ["infer", "prepared"])
+@pytest.mark.parametrize("producer", ["legacy default stream", "non-blocking stream"])
+def test_work_queued_on_the_producers_stream_is_waited_for(lean, cupy, producer, how):
+    # Each request is written on the producer's stream behind a long copy: read too early, it
+    # still holds zeros. CUDA itself orders the contexts' (blocking) streams after the legacy
+    # default stream; any other stream is waited for through an event.
     images = random_images(128, seed=5)
-    source = cupy.asarray(images)
-    for _ in range(20):
-        with cupy.cuda.Stream(non_blocking=True) as stream:
-            # Queued, not done: the copy runs on this stream, and the array names it.
-            request = cupy.empty_like(source)
-            request.data.copy_from_device_async(source.data, source.nbytes, stream)
-            check_identity(images, lean.infer(request))
+    source, out = cupy.asarray(images), cupy.empty((128, 3, 28, 28), cupy.float32)
+    delay = cupy.zeros(64 * 2**20, cupy.float32)  # 256 MiB: its copy takes a while
+    spare = cupy.empty_like(delay)
+    null = producer == "legacy default stream"
+    with cupy.cuda.Stream.null if null else cupy.cuda.Stream(non_blocking=True) as stream:
+        request = cupy.empty_like(source)
+        assert request.__cuda_array_interface__["stream"] == (1 if null else stream.ptr)
+        prepared = lean.prepare(128, inputs=request, out=out) if how == "prepared" else None
+    for _ in range(10):
+        out.data.memset(0, out.nbytes)
+        # CuPy's arrays name the current stream: the request is served while it is current.
+        with stream:
+            request.data.memset_async(0, request.nbytes)
+            spare.data.copy_from_device_async(delay.data, delay.nbytes)
+            request.data.copy_from_device_async(source.data, source.nbytes)
+            if prepared is None:
+                lean.infer(request, out=out)
+            else:
+                prepared.run()
+        check_identity(images, cupy.asnumpy(out))
 
 
 def test_mixed_requests_gpu_input_page_locked_output(lean, cupy):
