@@ -86,6 +86,9 @@ BASELINE = "bare loop, page-locked"
 # is all a GPU-resident request needs.
 COPIES = "bare copies alone, page-locked (no inference)"
 GPU_BASELINE = "bare execute, GPU-resident"
+# For a profile of one shape: the bare loop's copies and inference captured once in a CUDA graph
+# and replayed, the least a request of that size can cost from Python.
+GRAPH_FLOOR = "bare graph replay, page-locked"
 # Section 7: threads sending requests for one profile at once, to 1 context or to CONTEXTS.
 CONTEXTS = 4
 CONTEXT_THREADS = 8
@@ -364,6 +367,7 @@ class BareLoop:
         self.host[spec.name][:] = self.request.reshape(-1).view(np.uint8)
         self.address = {name: array.ctypes.data for name, array in self.host.items()}
         self.bind()
+        self.graph = self.graph_exec = None
 
     def resize(self, batch):
         """Sets the input shape, and with it how many bytes each copy moves."""
@@ -391,9 +395,13 @@ class BareLoop:
     def run(self, batch, copies=True, inference=True):
         """One request: its copies and inference (the default), the copies alone (the floor
         the link sets), or the inference alone (the floor for GPU-resident requests)."""
-        rt = cudart()
         if batch != self.batch:
             self.resize(batch)
+        self.enqueue(batch, copies, inference)
+        check_cuda(cudart().cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+
+    def enqueue(self, batch, copies=True, inference=True):
+        rt = cudart()
         h2d, d2h = (
             rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
             rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
@@ -416,6 +424,23 @@ class BareLoop:
                 ),
                 "cudaMemcpyAsync",
             )  # fmt: skip
+
+    def capture(self, batch):
+        """Captures a request of `batch` items, its copies and inference, in a CUDA graph for
+        replay(): the same work as run(batch), launched in one call."""
+        rt = cudart()
+        self.run(batch)  # TensorRT's first enqueue for a shape sets up state outside the graph
+        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        check_cuda(rt.cudaStreamBeginCapture(self.stream, mode), "cudaStreamBeginCapture")
+        try:
+            self.enqueue(batch)
+        finally:
+            self.graph = check_cuda(rt.cudaStreamEndCapture(self.stream), "cudaStreamEndCapture")
+        self.graph_exec = check_cuda(rt.cudaGraphInstantiate(self.graph, 0), "cudaGraphInstantiate")
+
+    def replay(self):
+        rt = cudart()
+        check_cuda(rt.cudaGraphLaunch(self.graph_exec, self.stream), "cudaGraphLaunch")
         check_cuda(rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
 
     def last_result(self) -> tuple:
@@ -432,6 +457,10 @@ class BareLoop:
     def close(self):
         rt = cudart()
         rt.cudaStreamSynchronize(self.stream)
+        if self.graph_exec is not None:
+            rt.cudaGraphExecDestroy(self.graph_exec)
+        if self.graph is not None:
+            rt.cudaGraphDestroy(self.graph)
         for address in self.device.values():
             rt.cudaFree(address)
         rt.cudaStreamDestroy(self.stream)
@@ -848,6 +877,10 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
             variants[BASELINE] = partial(pinned[index].run, batch)
             variants[COPIES] = partial(pinned[index].run, batch, inference=False)
             variants[GPU_BASELINE] = partial(pinned[index].run, batch, copies=False)
+            if RANGES[index][0] == RANGES[index][1]:  # one shape: its request can be a graph
+                if pinned[index].graph_exec is None:
+                    pinned[index].capture(batch)
+                variants[GRAPH_FLOOR] = pinned[index].replay
             by_batch[batch] = interleave(variants, settings, progress, f"6. batch {batch}")
 
             reference.check(f"TrtRunner.infer, batch {batch}", request, runners[index].infer(
@@ -856,6 +889,9 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
                 check_dispatchers(reference, dispatchers, requests, batch)
             reference.check_loop("bare loop, pageable", pageable[index], batch)
             reference.check_loop(BASELINE, pinned[index], batch)
+            if GRAPH_FLOOR in variants:
+                pinned[index].replay()
+                reference.check(f"{GRAPH_FLOOR}, batch {batch}", *pinned[index].last_result())
         progress("6. profiling TrtRunner.infer")
         index = choose_profile(1, RANGES)
         feed = {spec.name: random_batch(spec, 1)}

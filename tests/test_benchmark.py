@@ -263,7 +263,10 @@ def test_quick_run_of_both_models_checks_and_writes_every_section(tmp_path):
             assert int(batch) in benchmark.CONVENIENCE_BATCHES
             assert all(s["median_us"] > 0 for s in stats.values())
             # Graph rows only where the profile is static (batch 1 and 128).
-            assert ("dispatcher, pageable, CUDA graph" in stats) == (int(batch) in (1, 128))
+            static = int(batch) in (1, 128)
+            assert ("dispatcher, pageable, CUDA graph" in stats) == static
+            assert (benchmark.GRAPH_FLOOR in stats) == static
+            assert ("dispatcher, prepared, page-locked, CUDA graph" in stats) == static
             assert "dispatcher, page-locked" in stats and benchmark.COPIES in stats
         assert set(model["contexts"]["by_batch"]) == {"4", "128"}
     # Activation memory: none for the identity, some for every context of the convnet.
