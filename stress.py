@@ -76,12 +76,12 @@ class Memory:
 
     def __init__(self, kind, dispatcher, images, max_batch):
         self.kind, self.host = kind, images
+        self.to_host = np.asarray  # an output as NumPy, to check
         if kind == "pageable":
-            self.requests, self.to_host = images, None
+            self.requests = images
         elif kind == "page-locked":
             self.requests = page_locked_empty(images.shape, images.dtype)
             self.requests[:] = images
-            self.to_host = np.asarray
         else:
             cupy = gpu_arrays()
             self.requests, self.to_host = cupy.asarray(images), cupy.asnumpy
@@ -105,9 +105,10 @@ def gpu_arrays():
 def send_requests(dispatcher, memory, threads, requests, max_batch, seed, every=None, report=None):
     """Each thread sends `requests` requests, windows of random size and place in `memory`'s
     images, and checks each output; `report(requests served)` is called every `every`
-    requests. Returns (requests served, images served, errors)."""
+    requests. Returns (requests served, images served, errors, seconds in infer() over all
+    threads, seconds checking outputs over all threads)."""
     errors, lock = [], threading.Lock()
-    counts = [0, 0]
+    counts = [0, 0, 0.0, 0.0]
     images = memory.host
 
     def worker(thread):
@@ -117,20 +118,25 @@ def send_requests(dispatcher, memory, threads, requests, max_batch, seed, every=
             batch = rng.randint(1, max_batch)
             start = rng.randrange(len(images) - batch + 1)
             window = slice(start, start + batch)
+            sent = time.perf_counter()
+            checked = None
             try:
                 if out is None:
                     output = dispatcher.infer(memory.requests[window])
                 else:
-                    output = memory.to_host(
-                        dispatcher.infer(memory.requests[window], out=out[:batch])
-                    )
-                same = np.array_equal(output, images[window])
+                    output = dispatcher.infer(memory.requests[window], out=out[:batch])
+                checked = time.perf_counter()
+                same = np.array_equal(memory.to_host(output), images[window])
                 problem = None if same else f"batch {batch} differs"
             except Exception as error:
                 problem = f"batch {batch}: {error!r}"
+            done = time.perf_counter()
             with lock:
                 counts[0] += 1
                 counts[1] += batch
+                if checked is not None:
+                    counts[2] += checked - sent
+                    counts[3] += done - checked
                 if problem:
                     errors.append(problem)
                 if report and counts[0] % every == 0:
@@ -139,7 +145,7 @@ def send_requests(dispatcher, memory, threads, requests, max_batch, seed, every=
     with ThreadPoolExecutor(threads) as pool:
         for future in [pool.submit(worker, thread) for thread in range(threads)]:
             future.result()
-    return counts[0], counts[1], errors
+    return counts[0], counts[1], errors, counts[2], counts[3]
 
 
 def run_load(engine, args, progress) -> dict:
@@ -162,7 +168,7 @@ def run_load(engine, args, progress) -> dict:
         send_requests(dispatcher, memory, args.threads, args.warmup, args.max_batch, seed=0)
         device_before, host_before = settled(device_memory_in_use), settled(resident_host_memory)
         start = time.monotonic()
-        served, images_served, errors = send_requests(
+        served, images_served, errors, in_infer, checking = send_requests(
             dispatcher,
             memory,
             args.threads,
@@ -186,6 +192,10 @@ def run_load(engine, args, progress) -> dict:
         "errors": len(errors),
         "first_errors": errors[:5],
         "seconds": seconds,
+        # Per request, the mean time in Dispatcher.infer() and in checking its outputs: with
+        # more threads, what one request waits for grows.
+        "infer_us_per_request": in_infer / max(1, served) * 1e6,
+        "check_us_per_request": checking / max(1, served) * 1e6,
         "device_mib_before": device_before / MIB,
         "device_mib_after": device_after / MIB,
         "host_rss_mib_before": host_before / MIB,
@@ -253,8 +263,9 @@ def verdicts(load, lifecycle) -> list:
             f"1..{load['max_batch']} ({load['path']} path, {load['memory']} memory, "
             f"{load['contexts_per_profile']} context(s) per profile): {load['requests_served']} "
             f"served ({load['images_served']} images) in {load['seconds']:.1f} s, {rate:.0f} "
-            f"requests/s, {load['images_served'] / load['seconds']:.0f} images/s; "
-            f"{load['errors']} errors",
+            f"requests/s, {load['images_served'] / load['seconds']:.0f} images/s; per request "
+            f"{load['infer_us_per_request']:.0f} us in infer(), "
+            f"{load['check_us_per_request']:.0f} us checking; {load['errors']} errors",
         ),
         (
             abs(device) < DEVICE_LEAK_LIMIT_MIB,
