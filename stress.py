@@ -6,12 +6,14 @@ exact and that no memory leaks:
   load        THREADS threads each send REQUESTS requests of random batch sizes (1..MAX_BATCH);
               every output is compared with its input, and the GPU memory in use and the
               process's resident host memory are compared before and after (after a warm-up)
-  lifecycle   a Dispatcher created, used and closed DISPATCHERS times, and a TrtRunner over an
-              owned context activated, used and deactivated ACTIVATIONS times; GPU memory
-              compared (and reported, unchecked, for Polygraphy's own deactivate(), which
-              leaves each activation's output buffers behind)
+  lifecycle   a Dispatcher created, used and closed DISPATCHERS times, PREPARED prepared
+              requests (each with its CUDA graphs) prepared, run and closed, and a TrtRunner
+              over an owned context activated, used and deactivated ACTIVATIONS times; GPU
+              memory compared (and reported, unchecked, for Polygraphy's own deactivate(),
+              which leaves each activation's output buffers behind)
 
-    python3 stress.py            # 8 x 10,000 requests, 200 dispatchers, 1,000 activations
+    python3 stress.py            # 8 x 10,000 requests, 200 dispatchers, 300 prepared requests
+                                 # of each size, 1,000 activations
     python3 stress.py --quick    # the same checks, smaller, in well under a minute
 
 Exits with 1 if any output differs or any request fails, if the GPU memory in use changes by
@@ -227,6 +229,17 @@ def run_lifecycles(engine, args, progress) -> dict:
 
     dispatchers_delta = device_growth(dispatcher_lifecycle, args.dispatchers, "dispatchers")
 
+    with Dispatcher(engine) as dispatcher:
+
+        def prepared_lifecycle():
+            for request in requests:
+                prepared = dispatcher.prepare(len(request))
+                prepared.inputs[INPUT_NAME][:] = request
+                check_identity(request, prepared.run()[OUTPUT_NAME])
+                prepared.close()
+
+        prepared_delta = device_growth(prepared_lifecycle, args.prepared, "prepared requests")
+
     # Only now, with every dispatcher closed: this context takes profile 0.
     (context,) = create_contexts(engine, 1)
     runner, request = TrtRunner(context), requests[0]
@@ -239,6 +252,9 @@ def run_lifecycles(engine, args, progress) -> dict:
     return {
         "dispatchers": args.dispatchers,
         "dispatchers_device_mib_delta": dispatchers_delta,
+        "prepared": args.prepared,
+        "prepared_batches": [len(request) for request in requests],
+        "prepared_device_mib_delta": prepared_delta,
         "activations": args.activations,
         "activations_device_mib_delta": device_growth(
             lambda: runner_lifecycle(deactivate_runner), args.activations, "activations"
@@ -283,6 +299,12 @@ def verdicts(load, lifecycle) -> list:
             f"memory in use {lifecycle['dispatchers_device_mib_delta']:+.1f} MiB",
         ),
         (
+            abs(lifecycle["prepared_device_mib_delta"]) < DEVICE_LEAK_LIMIT_MIB,
+            f"lifecycle: {lifecycle['prepared']} prepared requests of each batch size "
+            f"{lifecycle['prepared_batches']} prepared, run and closed: GPU memory in use "
+            f"{lifecycle['prepared_device_mib_delta']:+.1f} MiB",
+        ),
+        (
             abs(lifecycle["activations_device_mib_delta"]) < DEVICE_LEAK_LIMIT_MIB,
             f"lifecycle: {lifecycle['activations']} TrtRunner activations with an inference "
             f"each, deactivated with engines.deactivate_runner(): GPU memory in use "
@@ -308,6 +330,7 @@ def parse_args(argv=None):
         ("--requests", 10_000, "requests per thread"),
         ("--max-batch", 300, "largest batch size of a request"),
         ("--dispatchers", 200, "dispatchers created, used and closed"),
+        ("--prepared", 300, "prepared requests of each size prepared, run and closed"),
         ("--activations", 1000, "TrtRunner activations, each deactivation style"),
     ]
     for flag, default, help_ in counts:
@@ -342,7 +365,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="8 x 250 requests after 8 x 100, 20 dispatchers, 100 activations",
+        help="8 x 250 requests after 8 x 100, 20 dispatchers, 30 prepared requests of each "
+        "size, 100 activations",
     )
     args = parser.parse_args(argv)
     if args.memory != "pageable" and args.path == "runner":
@@ -353,6 +377,7 @@ def parse_args(argv=None):
         )
     if args.quick:
         args.requests, args.warmup, args.dispatchers, args.activations = 250, 100, 20, 100
+        args.prepared = 30
     return args
 
 

@@ -151,4 +151,4 @@ def test_stress_quick_serves_every_request_exactly_and_leaks_nothing(tmp_path, m
     assert figures["load"]["errors"] == 0
     assert (figures["load"]["memory"], figures["load"]["contexts_per_profile"]) == (memory, 4)
     assert figures["load"]["infer_us_per_request"] > 0 < figures["load"]["check_us_per_request"]
-    assert result.stdout.count("PASS") == 5
+    assert result.stdout.count("PASS") == 6
