@@ -595,6 +595,7 @@ class LeanExecutor:
         self._context, self._inputs = context, inputs
         self._batch = None  # the batch of the input shapes last set on the context
         self._graph = self._graph_exec = self._stream = self._capture_stream = None
+        self._staged = None  # (graph, executable graph) of a staged chunk's transfers and inference
         self._device, self._staging, self._staging_address, self._bound = {}, {}, {}, {}
         self._foreign = set()  # tensors bound to a caller's GPU memory, not the context's own
         self._events, self._part_events = [], []
@@ -673,14 +674,34 @@ class LeanExecutor:
             raise RuntimeError("TensorRT's execute_async_v3 failed; see its log above")
 
     def _capture_graph(self):
-        """Captures the inference for the profile's one batch size in a CUDA graph."""
+        """Captures the inference for the profile's one batch size in a CUDA graph, and the
+        same with the transfers from and to the staging buffers around it."""
         # One plain run first: TensorRT sets up shape-dependent state on its first enqueue,
         # and that work must not end up in the graph.
         self._execute()
         self._synchronize()
         captured = self._capture(self._enqueue)
-        if captured is not None:
-            self._graph, self._graph_exec = captured
+        if captured is None:
+            return
+        self._graph, self._graph_exec = captured
+        kinds = cudart().cudaMemcpyKind
+
+        def staged(stream):
+            for spec in self._inputs:
+                nbytes = self._batch * spec.item_nbytes
+                source = self._staging_address[spec.name]
+                self._copy(
+                    self._device[spec.name], source, nbytes, kinds.cudaMemcpyHostToDevice, stream
+                )
+            self._enqueue(stream)
+            for spec in self.outputs:
+                nbytes = self._batch * spec.item_nbytes
+                target = self._staging_address[spec.name]
+                self._copy(
+                    target, self._device[spec.name], nbytes, kinds.cudaMemcpyDeviceToHost, stream
+                )
+
+        self._staged = self._capture(staged)
 
     def _capture(self, enqueue):
         """A CUDA graph of the work `enqueue(stream)` queues, as (graph, executable graph); None
@@ -724,6 +745,9 @@ class LeanExecutor:
     def run(self, sources, targets, start, size):
         """Serves items [start, start + size) of a request whose inputs are `sources` and whose
         outputs go to `targets` (arrays.Tensor, kinds set)."""
+        if self._staged is not None and all(t.kind == PAGEABLE for t in (*sources, *targets)):
+            self._run_staged(sources, targets, start, size)
+            return
         self._set_batch(size)
         for spec, source in zip(self._inputs, sources, strict=True):
             self._send(spec, source, start, size)
@@ -758,6 +782,19 @@ class LeanExecutor:
 
     def _synchronize(self):
         check_cuda(cudart().cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+
+    def _run_staged(self, sources, targets, start, size):
+        """A pageable chunk of the profile's one shape: one copy into the staging buffers, one
+        graph of the transfers and the inference, one copy out. Each of those calls lets go
+        of Python's interpreter lock once, where staging in parts takes several calls a part:
+        under threads, every such call is a wait to take the lock back."""
+        stop = start + size
+        for spec, source in zip(self._inputs, sources, strict=True):
+            np.copyto(self._staging[spec.name], source.host[start:stop])
+        check_cuda(cudart().cudaGraphLaunch(self._staged[1], self._stream), "cudaGraphLaunch")
+        self._synchronize()
+        for spec, target in zip(self.outputs, targets, strict=True):
+            np.copyto(target.host[start:stop], self._staging[spec.name])
 
     def _placement(self, spec, tensor, start, size, into_context) -> tuple:
         """Where a chunk of a page-locked or GPU tensor meets the context: the address to bind,
@@ -896,7 +933,10 @@ class LeanExecutor:
             rt.cudaGraphExecDestroy(self._graph_exec)
         if self._graph is not None:
             rt.cudaGraphDestroy(self._graph)
-        self._graph = self._graph_exec = None
+        if self._staged is not None:
+            rt.cudaGraphExecDestroy(self._staged[1])
+            rt.cudaGraphDestroy(self._staged[0])
+        self._graph = self._graph_exec = self._staged = None
 
     def close(self):
         """Frees the graph, buffers, events and stream, and lets go of the context."""
