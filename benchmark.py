@@ -52,6 +52,7 @@ from dynamic_shapes.files import write_atomically
 from dynamic_shapes.gpu import (
     check_cuda,
     cudart,
+    destroy_graph,
     device_memory,
     gpu_name,
     page_locked_empty,
@@ -457,10 +458,7 @@ class BareLoop:
     def close(self):
         rt = cudart()
         rt.cudaStreamSynchronize(self.stream)
-        if self.graph_exec is not None:
-            rt.cudaGraphExecDestroy(self.graph_exec)
-        if self.graph is not None:
-            rt.cudaGraphDestroy(self.graph)
+        destroy_graph(self.graph, self.graph_exec)
         for address in self.device.values():
             rt.cudaFree(address)
         rt.cudaStreamDestroy(self.stream)

@@ -71,7 +71,13 @@ from dynamic_shapes.arrays import (
     describe,
 )
 from dynamic_shapes.engines import batch_ranges, create_contexts, deactivate_runner
-from dynamic_shapes.gpu import check_cuda, cudart, page_locked_address, page_locked_empty
+from dynamic_shapes.gpu import (
+    check_cuda,
+    cudart,
+    destroy_graph,
+    page_locked_address,
+    page_locked_empty,
+)
 from dynamic_shapes.tensors import TensorSpec
 from scenario import MODEL_INPUT, PROFILES
 
@@ -551,11 +557,7 @@ class Step:
         self.graph = self.graph_exec = None
 
     def close(self):
-        rt = cudart()
-        if self.graph_exec is not None:
-            rt.cudaGraphExecDestroy(self.graph_exec)
-        if self.graph is not None:
-            rt.cudaGraphDestroy(self.graph)
+        destroy_graph(self.graph, self.graph_exec)
         self.graph = self.graph_exec = None
 
 
@@ -719,8 +721,7 @@ class LeanExecutor:
             return graph, check_cuda(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
         except RuntimeError as error:
             rt.cudaGetLastError()  # clear the failed capture's error, so the stream runs on
-            if graph is not None:
-                rt.cudaGraphDestroy(graph)
+            destroy_graph(graph)
             log.warning("CUDA graph capture failed (%s); running without a graph", error)
             return None
 
@@ -928,14 +929,9 @@ class LeanExecutor:
             self._copy(device + offset, address + offset, (high - low) * spec.item_nbytes, to_gpu)
 
     def _destroy_graph(self):
-        rt = cudart()
-        if self._graph_exec is not None:
-            rt.cudaGraphExecDestroy(self._graph_exec)
-        if self._graph is not None:
-            rt.cudaGraphDestroy(self._graph)
+        destroy_graph(self._graph, self._graph_exec)
         if self._staged is not None:
-            rt.cudaGraphExecDestroy(self._staged[1])
-            rt.cudaGraphDestroy(self._staged[0])
+            destroy_graph(*self._staged)
         self._graph = self._graph_exec = self._staged = None
 
     def close(self):

@@ -120,6 +120,15 @@ def check_cuda(result, what):
     return result[1] if len(result) == 2 else list(result[1:])
 
 
+def destroy_graph(graph=None, graph_exec=None) -> None:
+    """Frees a captured CUDA graph and its executable graph, either of which may be None."""
+    rt = cudart()
+    if graph_exec is not None:
+        rt.cudaGraphExecDestroy(graph_exec)
+    if graph is not None:
+        rt.cudaGraphDestroy(graph)
+
+
 def gpu_name() -> str:
     """The name of CUDA device 0, e.g. 'NVIDIA H100 80GB HBM3'."""
     properties = check_cuda(cudart().cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
