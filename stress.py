@@ -5,7 +5,9 @@ exact and that no memory leaks:
 
   load        THREADS threads each send REQUESTS requests of random batch sizes (1..MAX_BATCH);
               every output is compared with its input, and the GPU memory in use and the
-              process's resident host memory are compared before and after (after a warm-up)
+              process's resident host memory are compared before and after (after a warm-up).
+              With PROCESSES > 1, as many processes do so at once, each with its own Dispatcher
+              and THREADS threads: one interpreter's threads take turns holding its lock
   lifecycle   a Dispatcher created, used and closed DISPATCHERS times, PREPARED prepared
               requests (each with its CUDA graphs) prepared, run and closed, and a TrtRunner
               over an owned context activated, used and deactivated ACTIVATIONS times; GPU
@@ -15,15 +17,19 @@ exact and that no memory leaks:
     python3 stress.py            # 8 x 10,000 requests, 200 dispatchers, 300 prepared requests
                                  # of each size, 1,000 activations
     python3 stress.py --quick    # the same checks, smaller, in well under a minute
+    python3 stress.py --processes 4 --threads 4    # the load from 4 processes of 4 threads
 
 Exits with 1 if any output differs or any request fails, if the GPU memory in use changes by
-1 MiB or more, or if resident host memory grows by more than 16 MiB after the warm-up.
+1 MiB or more, or if the resident host memory of a process grows by more than 16 MiB after the
+warm-up.
 """
 
 import gc
 import importlib.util
 import json
+import multiprocessing
 import os
+import queue
 import random
 import sys
 import threading
@@ -52,6 +58,8 @@ MIB = 1024.0**2
 CONTEXTS_PER_PROFILE = 4
 DEVICE_LEAK_LIMIT_MIB = 1.0
 HOST_GROWTH_LIMIT_MIB = 16.0
+# How long a load process that has reported may take to exit before it is killed.
+PROCESS_EXIT_SECONDS = 60
 
 
 def device_memory_in_use() -> int:
@@ -150,16 +158,27 @@ def send_requests(dispatcher, memory, threads, requests, max_batch, seed, every=
     return counts[0], counts[1], errors, counts[2], counts[3]
 
 
-def run_load(engine, args, progress) -> dict:
+class NoBarrier:
+    """The barrier of a load served by one process: nothing to wait for."""
+
+    def wait(self):
+        pass
+
+
+def serve_load(engine, args, progress, barrier=None, seed=1) -> dict:
+    """One process's share of the load: a Dispatcher, `args.threads` threads and its own memory
+    figures. Processes sharing a load meet at `barrier` after the warm-up, so that they measure
+    memory while all are idle and send their requests at the same time."""
     from dynamic_shapes.dispatch import Dispatcher
 
+    barrier = barrier or NoBarrier()
     images = random_images(4096 + args.max_batch, seed=1)
     total = args.threads * args.requests
     checkpoints = []  # (requests served, resident host MiB): growth that goes on is a leak
 
     def report(done):
         checkpoints.append((done, resident_host_memory() / MIB))
-        progress(f"load: {done}/{total} requests")
+        progress(f"load: {done}/{total} requests" + (" per process" if args.processes > 1 else ""))
 
     with Dispatcher(
         engine, path=args.path, contexts_per_profile=args.contexts_per_profile
@@ -168,21 +187,120 @@ def run_load(engine, args, progress) -> dict:
         # Warm-up: thread stacks, allocator pools and the plan cache settle here.
         progress(f"load: warm-up, {args.threads} x {args.warmup} requests")
         send_requests(dispatcher, memory, args.threads, args.warmup, args.max_batch, seed=0)
+        barrier.wait()
         device_before, host_before = settled(device_memory_in_use), settled(resident_host_memory)
-        start = time.monotonic()
+        barrier.wait()
+        started, cpu_started = time.monotonic(), time.process_time()
         served, images_served, errors, in_infer, checking = send_requests(
             dispatcher,
             memory,
             args.threads,
             args.requests,
             args.max_batch,
-            seed=1,
+            seed=seed,
             every=max(1, total // 10),
             report=report,
         )
-        seconds = time.monotonic() - start
+        finished, cpu_seconds = time.monotonic(), time.process_time() - cpu_started
+        barrier.wait()
         device_after, host_after = settled(device_memory_in_use), settled(resident_host_memory)
+        barrier.wait()  # nobody frees its memory before all have measured theirs
     return {
+        "requests_served": served,
+        "images_served": images_served,
+        "errors": errors,
+        "started": started,
+        "finished": finished,
+        "cpu_seconds": cpu_seconds,
+        "seconds_in_infer": in_infer,
+        "seconds_checking": checking,
+        "device_mib_before": device_before / MIB,
+        "device_mib_after": device_after / MIB,
+        "host_rss_mib_before": host_before / MIB,
+        "host_rss_mib_after": host_after / MIB,
+        "host_rss_mib_checkpoints": checkpoints,
+    }
+
+
+ANOTHER_PROCESS_FAILED = "stopped because another load process failed"
+
+
+def load_process(args, number, barrier, results, progress):
+    """A load process: the engine loaded again, its own Dispatcher and threads; its share of
+    the load, or what went wrong, goes to `results`."""
+    try:
+        from dynamic_shapes.engines import load_engine
+
+        engine = load_engine(args.engine)
+        share = serve_load(engine, args, progress or (lambda text: None), barrier, seed=1 + number)
+    except threading.BrokenBarrierError:
+        share = ANOTHER_PROCESS_FAILED
+    except BaseException as error:
+        barrier.abort()  # the others stop waiting for this one
+        share = f"load process {number}: {type(error).__name__}: {error}"
+    results.put(share)
+
+
+def serve_load_in_processes(args, progress) -> list:
+    """The load, sent by `args.processes` processes at once: each has its own interpreter, so
+    the threads of one do not wait for the interpreter lock of another."""
+    # A fresh interpreter each, not a fork: CUDA does not survive fork().
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(args.processes), spawn.Queue()
+    processes = [
+        spawn.Process(
+            target=load_process,
+            args=(args, number, barrier, results, progress if number == 0 else None),
+        )
+        for number in range(args.processes)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        shares = []
+        while len(shares) < len(processes):
+            try:
+                shares.append(results.get(timeout=1.0))
+            except queue.Empty:
+                crashed = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+                if crashed:
+                    barrier.abort()
+                    raise RuntimeError(
+                        f"a load process exited with code {crashed[0]} before it reported"
+                    ) from None
+    finally:
+        for process in processes:
+            process.join(timeout=PROCESS_EXIT_SECONDS)
+            if process.is_alive():
+                process.kill()
+    failures = [share for share in shares if isinstance(share, str)]
+    if failures:
+        failures.sort(key=lambda failure: failure == ANOTHER_PROCESS_FAILED)
+        raise RuntimeError(failures[0])
+    return shares
+
+
+def run_load(engine, args, progress) -> dict:
+    if args.processes == 1:
+        shares = [serve_load(engine, args, progress)]
+    else:
+        progress(f"load: starting {args.processes} processes")
+        shares = serve_load_in_processes(args, progress)
+    return combine_shares(shares, args)
+
+
+def combine_shares(shares, args) -> dict:
+    """The load's figures from each process's share: counts summed, time from the first start
+    to the last finish, and the host memory of the process whose memory grew most (each
+    process's own is in per_process). GPU memory is the device's, the same for all."""
+    served = sum(share["requests_served"] for share in shares)
+    errors = [error for share in shares for error in share["errors"]]
+    seconds = max(share["finished"] for share in shares) - min(share["started"] for share in shares)
+    grown = max(
+        shares, key=lambda share: share["host_rss_mib_after"] - share["host_rss_mib_before"]
+    )
+    return {
+        "processes": args.processes,
         "threads": args.threads,
         "requests_per_thread": args.requests,
         "max_batch": args.max_batch,
@@ -190,19 +308,35 @@ def run_load(engine, args, progress) -> dict:
         "memory": args.memory,
         "contexts_per_profile": args.contexts_per_profile,
         "requests_served": served,
-        "images_served": images_served,
+        "images_served": sum(share["images_served"] for share in shares),
         "errors": len(errors),
         "first_errors": errors[:5],
         "seconds": seconds,
+        # CPU time of the senders' processes (user and system, every thread) over the load's
+        # time: how many of the machine's cores the load kept busy.
+        "cpu_cores_busy": sum(share["cpu_seconds"] for share in shares) / seconds,
+        "cpu_cores": len(os.sched_getaffinity(0)),
         # Per request, the mean time in Dispatcher.infer() and in checking its outputs: with
         # more threads, what one request waits for grows.
-        "infer_us_per_request": in_infer / max(1, served) * 1e6,
-        "check_us_per_request": checking / max(1, served) * 1e6,
-        "device_mib_before": device_before / MIB,
-        "device_mib_after": device_after / MIB,
-        "host_rss_mib_before": host_before / MIB,
-        "host_rss_mib_after": host_after / MIB,
-        "host_rss_mib_checkpoints": checkpoints,
+        "infer_us_per_request": sum(s["seconds_in_infer"] for s in shares) / max(1, served) * 1e6,
+        "check_us_per_request": sum(s["seconds_checking"] for s in shares) / max(1, served) * 1e6,
+        "device_mib_before": shares[0]["device_mib_before"],
+        "device_mib_after": shares[0]["device_mib_after"],
+        "host_rss_mib_before": grown["host_rss_mib_before"],
+        "host_rss_mib_after": grown["host_rss_mib_after"],
+        "host_rss_mib_checkpoints": grown["host_rss_mib_checkpoints"],
+        "per_process": [
+            {
+                key: share[key]
+                for key in (
+                    "requests_served",
+                    "images_served",
+                    "host_rss_mib_before",
+                    "host_rss_mib_after",
+                )
+            }
+            for share in shares
+        ],
     }
 
 
@@ -272,16 +406,22 @@ def verdicts(load, lifecycle) -> list:
     device = load["device_mib_after"] - load["device_mib_before"]
     host = load["host_rss_mib_after"] - load["host_rss_mib_before"]
     rate = load["requests_served"] / load["seconds"]
+    senders = f"{load['threads']} threads"
+    host_owner = "resident host memory"
+    if load["processes"] > 1:
+        senders = f"{load['processes']} processes x {senders}"
+        host_owner = "resident host memory of the process whose memory grew most"
     return [
         (
             load["errors"] == 0,
-            f"load: {load['threads']} threads x {load['requests_per_thread']} requests of batch "
+            f"load: {senders} x {load['requests_per_thread']} requests of batch "
             f"1..{load['max_batch']} ({load['path']} path, {load['memory']} memory, "
             f"{load['contexts_per_profile']} context(s) per profile): {load['requests_served']} "
             f"served ({load['images_served']} images) in {load['seconds']:.1f} s, {rate:.0f} "
             f"requests/s, {load['images_served'] / load['seconds']:.0f} images/s; per request "
             f"{load['infer_us_per_request']:.0f} us in infer(), "
-            f"{load['check_us_per_request']:.0f} us checking; {load['errors']} errors",
+            f"{load['check_us_per_request']:.0f} us checking; CPU cores busy "
+            f"{load['cpu_cores_busy']:.1f} of {load['cpu_cores']}; {load['errors']} errors",
         ),
         (
             abs(device) < DEVICE_LEAK_LIMIT_MIB,
@@ -290,7 +430,7 @@ def verdicts(load, lifecycle) -> list:
         ),
         (
             host <= HOST_GROWTH_LIMIT_MIB,
-            f"load: resident host memory {load['host_rss_mib_before']:.1f} MiB after warm-up, "
+            f"load: {host_owner} {load['host_rss_mib_before']:.1f} MiB after warm-up, "
             f"{load['host_rss_mib_after']:.1f} MiB after the load ({host:+.1f} MiB)",
         ),
         (
@@ -326,7 +466,8 @@ def notes(lifecycle) -> list:
 def parse_args(argv=None):
     parser = cli.make_parser(__file__, __doc__)
     counts = [
-        ("--threads", 8, "threads sending requests at once"),
+        ("--processes", 1, "processes sending requests, each with its own Dispatcher and threads"),
+        ("--threads", 8, "threads sending requests at once, in each process"),
         ("--requests", 10_000, "requests per thread"),
         ("--max-batch", 300, "largest batch size of a request"),
         ("--dispatchers", 200, "dispatchers created, used and closed"),

@@ -137,18 +137,28 @@ def test_an_interrupted_record_write_makes_the_engine_rebuilt_not_trusted(
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, record_path(path).name]
 
 
-@pytest.mark.parametrize("memory", ["pageable", "page-locked"])
-def test_stress_quick_serves_every_request_exactly_and_leaks_nothing(tmp_path, memory):
+@pytest.mark.parametrize(
+    ("memory", "processes", "threads"),
+    [("pageable", 1, 8), ("page-locked", 1, 8), ("pageable", 2, 3)],
+)
+def test_stress_quick_serves_every_request_exactly_and_leaks_nothing(
+    tmp_path, memory, processes, threads
+):
     out = tmp_path / "stress.json"
     engine = tmp_path / "dynamic_identity.engine"
     result = run_script(
         "stress.py", "--quick", "--memory", memory, "--json", str(out), "--engine", str(engine),
+        "--processes", str(processes), "--threads", str(threads),
         timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(out.read_text())
-    assert figures["load"]["requests_served"] == 8 * 250
+    assert figures["load"]["requests_served"] == processes * threads * 250
+    assert [share["requests_served"] for share in figures["load"]["per_process"]] == [
+        threads * 250
+    ] * processes
     assert figures["load"]["errors"] == 0
     assert (figures["load"]["memory"], figures["load"]["contexts_per_profile"]) == (memory, 4)
     assert figures["load"]["infer_us_per_request"] > 0 < figures["load"]["check_us_per_request"]
+    assert 0 < figures["load"]["cpu_cores_busy"] <= figures["load"]["cpu_cores"]
     assert result.stdout.count("PASS") == 6

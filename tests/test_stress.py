@@ -1,0 +1,60 @@
+"""stress.py's load across processes, without a GPU: how the processes' shares add up, and how
+a process that fails stops the others and is reported."""
+
+import re
+
+import pytest
+
+import stress
+
+
+def share(served, started, finished, host_before, host_after):
+    return {
+        "requests_served": served,
+        "images_served": served * 10,
+        "errors": [],
+        "started": started,
+        "finished": finished,
+        "cpu_seconds": served * 2e-3,
+        "seconds_in_infer": served * 1e-3,
+        "seconds_checking": served * 2e-4,
+        "device_mib_before": 900.0,
+        "device_mib_after": 900.5,
+        "host_rss_mib_before": host_before,
+        "host_rss_mib_after": host_after,
+        "host_rss_mib_checkpoints": [(served, host_after)],
+    }
+
+
+def test_shares_add_up_over_the_time_from_the_first_start_to_the_last_finish():
+    args = stress.parse_args(["--processes", "2", "--threads", "3", "--requests", "100"])
+    shares = [share(300, 10.0, 14.0, 500.0, 501.0), share(300, 10.5, 15.0, 480.0, 490.0)]
+    load = stress.combine_shares(shares, args)
+    assert (load["requests_served"], load["images_served"], load["errors"]) == (600, 6000, 0)
+    assert load["seconds"] == 5.0
+    assert load["cpu_cores_busy"] == pytest.approx(0.24)  # 1.2 s of CPU time in 5 s
+    assert load["infer_us_per_request"] == pytest.approx(1000.0)
+    assert load["check_us_per_request"] == pytest.approx(200.0)
+    # The host memory checked is that of the process whose memory grew most.
+    assert (load["host_rss_mib_before"], load["host_rss_mib_after"]) == (480.0, 490.0)
+    assert [p["host_rss_mib_after"] for p in load["per_process"]] == [501.0, 490.0]
+
+    lifecycle = {
+        "dispatchers": 1, "dispatchers_device_mib_delta": 0.0, "prepared": 1,
+        "prepared_batches": [1], "prepared_device_mib_delta": 0.0, "activations": 1,
+        "activations_device_mib_delta": 0.0,
+    }  # fmt: skip
+    results = stress.verdicts(load, lifecycle)
+    assert [passed for passed, _ in results] == [True, True, True, True, True, True]
+    assert "load: 2 processes x 3 threads x 100 requests" in results[0][1]
+    assert "120 requests/s, 1200 images/s" in results[0][1]
+    assert "of the process whose memory grew most 480.0 MiB" in results[2][1]
+
+
+def test_a_load_process_that_fails_is_reported_and_the_others_stop(tmp_path):
+    # Each process loads the engine again; here there is none to load.
+    args = stress.parse_args(["--processes", "2", "--engine", str(tmp_path / "missing.engine")])
+    with pytest.raises(RuntimeError) as raised:
+        stress.serve_load_in_processes(args, progress=None)
+    assert re.match(r"load process [01]: \w+", str(raised.value)), raised.value
+    assert stress.ANOTHER_PROCESS_FAILED not in str(raised.value)
