@@ -12,9 +12,11 @@ profiles, 300 images run as 128 + 128 + 32 + 12. Each chunk then goes to the nar
 that accepts its size: batch 1 to low latency, 2..32 to dynamic batching, 128 to offline.
 
 Where a request's arrays live decides how it travels (dynamic_shapes.arrays):
-- ordinary NumPy arrays (pageable memory) are copied through page-locked staging buffers, a
-  large chunk in parts: each part's transfer to the GPU runs while the next part is staged,
-  and on the way back each part is copied out while the next one arrives;
+- ordinary NumPy arrays (pageable memory) are copied through page-locked staging buffers. On
+  a profile of one shape, a chunk is copied in once, served by one CUDA graph of its transfers
+  and its inference, and copied out once. On a profile of a range, a large chunk goes in parts:
+  each part's transfer to the GPU runs while the next part is staged, and on the way back each
+  part is copied out while the next one arrives;
 - page-locked NumPy arrays (from page_locked_inputs / page_locked_outputs) are copied straight
   to and from the GPU;
 - GPU arrays (CuPy, PyTorch, anything with __cuda_array_interface__ or DLPack) are bound to
