@@ -760,26 +760,32 @@ class Requests:
 
 
 def dispatcher_variants(dispatchers, index, requests) -> dict:
-    """The dispatcher's rows for a request that profile `index` serves, in each memory; with
-    CUDA graphs where that profile has one."""
+    """The dispatcher's rows for a request that profile `index` serves, in each memory, with
+    CUDA graphs and without. Through infer(), a graph serves only a profile of one shape;
+    a prepared request replays one for every profile (on a context of its own for a profile
+    of a range, see dynamic_shapes.dispatch)."""
     graphs = dispatchers["graphs"]
     static = graphs.use_cases[index] in graphs.graph_use_cases
+    batch = len(requests.pageable)
+    memories = {"page-locked": (requests.page_locked, requests.page_locked_out)}
+    if requests.on_gpu is not None:
+        memories["GPU-resident"] = (requests.on_gpu, requests.on_gpu_out)
     variants = {}
     for name, dispatcher in dispatchers.items():
-        if name == "graphs" and not static:
-            continue
         suffix = ", CUDA graph" if name == "graphs" else ""
-        # The default: the caller's ordinary array in, a new array out.
-        variants[f"dispatcher, pageable{suffix}"] = partial(dispatcher.infer, requests.pageable)
-        variants[f"dispatcher, page-locked{suffix}"] = partial(
-            dispatcher.infer, requests.page_locked, out=requests.page_locked_out
-        )
-        batch = len(requests.pageable)
-        name = f"dispatcher, prepared, page-locked{suffix}"
-        requests.prepared[name] = dispatcher.prepare(
-            batch, requests.page_locked, out=requests.page_locked_out
-        )
-        variants[name] = requests.prepared[name].run
+        if name == "no graphs" or static:
+            # The default: the caller's ordinary array in, a new array out.
+            variants[f"dispatcher, pageable{suffix}"] = partial(dispatcher.infer, requests.pageable)
+            variants[f"dispatcher, page-locked{suffix}"] = partial(
+                dispatcher.infer, requests.page_locked, out=requests.page_locked_out
+            )
+        for memory, (inputs, out) in memories.items():
+            prepared = dispatcher.prepare(batch, inputs, out=out)
+            if name == "graphs" and not prepared.uses_graphs:  # the same as without graphs
+                prepared.close()
+                continue
+            requests.prepared[f"dispatcher, prepared, {memory}{suffix}"] = prepared
+            variants[f"dispatcher, prepared, {memory}{suffix}"] = prepared.run
     plain = dispatchers["no graphs"]
     variants["dispatcher, pageable, out="] = partial(
         plain.infer, requests.pageable, out=requests.pageable_out
@@ -788,11 +794,6 @@ def dispatcher_variants(dispatchers, index, requests) -> dict:
         variants["dispatcher, GPU-resident"] = partial(
             plain.infer, requests.on_gpu, out=requests.on_gpu_out
         )
-        name = "dispatcher, prepared, GPU-resident"
-        requests.prepared[name] = plain.prepare(
-            len(requests.pageable), requests.on_gpu, out=requests.on_gpu_out
-        )
-        variants[name] = requests.prepared[name].run
     return variants
 
 
@@ -811,7 +812,7 @@ def check_dispatchers(reference, dispatchers, requests, batch) -> None:
             reference.check(f"{what}, GPU-resident", inputs, outputs)
     for name, prepared in requests.prepared.items():
         outputs = prepared.run()
-        if name.endswith("GPU-resident"):
+        if "GPU-resident" in name:
             outputs = {key: array.get() for key, array in outputs.items()}
         reference.check(f"{name}, batch {batch}", inputs, outputs)
 
@@ -859,9 +860,9 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
                 variants.update(dispatcher_variants(dispatchers, index, requests))
                 if "dispatcher, pageable, CUDA graph" not in variants:
                     notes.append(
-                        f"batch {batch}: no CUDA-graph rows; its profile accepts "
-                        f"{RANGES[index][0]}..{RANGES[index][1]}, and graphs are captured only "
-                        "for profiles of one shape"
+                        f"batch {batch}: CUDA graphs for prepared requests only; its profile "
+                        f"accepts {RANGES[index][0]}..{RANGES[index][1]}, and a graph replays "
+                        "one shape: infer() captures graphs only for profiles of one shape"
                     )
                 # What staging costs the CPU: the two copies through page-locked memory.
                 staged = requests.page_locked[spec.name], requests.page_locked_out
@@ -885,6 +886,7 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
                 {spec.name: request}))  # fmt: skip
             if dispatchers:
                 check_dispatchers(reference, dispatchers, requests, batch)
+                close_all(requests.prepared.values())  # and the contexts of their own
             reference.check_loop("bare loop, pageable", pageable[index], batch)
             reference.check_loop(BASELINE, pinned[index], batch)
             if GRAPH_FLOOR in variants:

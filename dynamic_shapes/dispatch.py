@@ -33,8 +33,12 @@ Two execution paths sit behind the same interface:
 
 A caller who serves request after request of one batch size from the same memory prepares the
 request once (Dispatcher.prepare): its arrays are checked, its chunks planned and each chunk's
-bindings and copies worked out then, so that each PreparedRequest.run() is TensorRT's own loop;
-for a profile of one shape, a single CUDA graph of the copies and the inference.
+bindings and copies worked out then, so that each PreparedRequest.run() is TensorRT's own loop,
+with CUDA graphs a single graph of each chunk's copies and inference. A graph replays the shape
+it was captured with, and a context of a profile of a range changes shape with the requests it
+serves; so a chunk for such a profile runs on an execution context of the prepared request's
+own, whose shape is set once (where the engine shares profiles, see below; it costs that
+context's GPU memory for as long as the prepared request lives).
 
 Streams: every context has a stream of its own, and a request runs on the stream of the
 context that serves it. These are blocking streams: CUDA runs their work after the work queued
@@ -155,6 +159,14 @@ def output_specs(context, inputs, outputs, batch) -> list:
             )
         specs.append(TensorSpec(name, dtype, shape[1:]))
     return specs
+
+
+def starts_on_profile_0(context) -> bool:
+    """Whether a new execution context started on profile 0, as it does unless another context
+    holds that profile and the engine does not share profiles (TensorRT 8.6 without its
+    PROFILE_SHARING_0806 preview feature); then it starts on none (-1). TensorRT 8.6 crashes
+    when a context asks for a profile another one holds, so the dispatcher finds out here."""
+    return context.active_optimization_profile == 0
 
 
 def choose_profile(batch: int, ranges) -> int | None:
@@ -324,8 +336,13 @@ class Dispatcher:
             )
         self.use_cases = list(use_cases)
         self.path = path
+        self._cuda_graphs = cuda_graphs and path == "lean"
+        # Whether the engine lets a prepared request have contexts of its own: None until known.
+        self._profiles_shared = None
+        self._own_lock = threading.Lock()
         self._plans = {}  # batch -> its chunks: a dict lookup is cheaper than plan_chunks' cache
         self.inputs, outputs = engine_io(engine)
+        self._engine_outputs = outputs
         # The engine is the source of truth for what each profile accepts.
         self.ranges = batch_ranges(engine, self.inputs[0].name)
         with _engines_lock:
@@ -343,6 +360,23 @@ class Dispatcher:
         self._release = weakref.finalize(self, release, self._executors, self._pools, engine)
         try:
             contexts = create_contexts(engine, count * contexts_per_profile)
+            # The first context claimed profile 0 when it was created, before the second was.
+            problem = None
+            if not starts_on_profile_0(contexts[0]):
+                problem = RuntimeError(
+                    "another execution context of this engine holds its profiles, and the "
+                    "engine does not share profiles: free that context first, or (on TensorRT "
+                    "8.6) build the engine with the PROFILE_SHARING_0806 preview feature"
+                )
+            elif contexts_per_profile > 1 and not starts_on_profile_0(contexts[1]):
+                problem = ValueError(
+                    f"contexts_per_profile={contexts_per_profile} needs an engine that shares "
+                    "profiles; on TensorRT 8.6, build it with the PROFILE_SHARING_0806 preview "
+                    "feature (engines.build_engine does)"
+                )
+            if problem is not None:
+                contexts.clear()  # so that the error's traceback does not keep them alive
+                raise problem
             for index in range(count):
                 pool = queue.SimpleQueue()  # the profile's free executors
                 for context in contexts[index::count]:
@@ -367,12 +401,16 @@ class Dispatcher:
             self.close()
             raise
 
+    @property
+    def closed(self) -> bool:
+        return not self._release.alive
+
     def infer(self, request, out=None):
         """Runs the request: an array, or {input name: array} (required for several inputs),
         NumPy or GPU arrays. Returns the outputs in arrays the caller owns (NumPy), or in `out`:
         arrays of the output's dtype and shape for this batch, NumPy or GPU, as one array or
         {output name: array}. A model with one output gives an array, with several a dict."""
-        if not self._release.alive:
+        if self.closed:
             raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
         sources = check_request(request, self.inputs)
         batch = sources[0].shape[0]
@@ -445,8 +483,9 @@ class Dispatcher:
         page-locked or GPU arrays, by default new page-locked ones (`.inputs`, `.outputs`).
         Everything infer() works out per request is worked out here once, so that
         PreparedRequest.run() is TensorRT's own loop: the copies, the inference, one
-        synchronize; where a profile's shape is static, one CUDA graph of all of them."""
-        if not self._release.alive:
+        synchronize; with CUDA graphs, one graph of a chunk's copies and inference, on a
+        context of the request's own for a profile of a range (see the module's docstring)."""
+        if self.closed:
             raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
         if type(batch) is not int or batch < 1:
             raise ValueError(f"a request needs at least one image, got batch {batch!r}")
@@ -465,8 +504,48 @@ class Dispatcher:
                     "a prepared request needs page-locked arrays (page_locked_inputs, "
                     "page_locked_outputs) or GPU arrays; pass ordinary arrays to infer()"
                 )
-        chunks = [(self._pools[index][0], start, size) for index, start, size in self._plan(batch)]
-        return PreparedRequest(self, inputs, out, sources, targets, chunks)
+        chunks, graphs = [], []
+        own = {}  # (profile index, chunk size) -> (pool, executor) of the request's own, or None
+        try:
+            for index, start, size in self._plan(batch):
+                pool, executor = self._pools[index][0], self._by_profile[index][0]
+                low, high = self.ranges[index]
+                if self._cuda_graphs and low < high:
+                    if (index, size) not in own:
+                        own[(index, size)] = self._own_executor(index, size)
+                    pool, executor = own[(index, size)] or (pool, executor)
+                chunks.append((pool, start, size))
+                # A chunk replays a graph where its context's shape is fixed: on a static
+                # profile's contexts, and on those of the request's own.
+                graphs.append(executor.uses_graph)
+        except BaseException:
+            release_prepared({}, [executor for _, executor in filter(None, own.values())])
+            raise
+        owned = [executor for _, executor in filter(None, own.values())]
+        return PreparedRequest(self, inputs, out, sources, targets, chunks, owned, all(graphs))
+
+    def _own_executor(self, index, size):
+        """(a pool holding it, an executor) on a context of its own, for a prepared chunk of
+        `size` items on profile `index`, its shape set once; None where the engine does not
+        share profiles, and the chunk runs on the profile's contexts instead."""
+        with self._own_lock:  # one context at a time: TensorRT's log is silenced meanwhile
+            if self._profiles_shared is False:
+                return None
+            (context,) = create_contexts(self.engine, 1)
+            # Created while the dispatcher's first context holds profile 0.
+            self._profiles_shared = starts_on_profile_0(context)
+        if not self._profiles_shared:
+            log.info(
+                "this engine does not share profiles: prepared requests for the profiles of a "
+                "range run on the dispatcher's contexts, without CUDA graphs"
+            )
+            return None
+        executor = LeanExecutor(
+            context, index, (size, size), self.inputs, self._engine_outputs, cuda_graphs=True
+        )
+        pool = queue.SimpleQueue()
+        pool.put(executor)
+        return pool, executor
 
     @property
     def graph_use_cases(self) -> list:
@@ -479,7 +558,8 @@ class Dispatcher:
 
     def close(self) -> None:
         """Waits for the requests in flight, then frees every context, buffer, stream and
-        graph. Safe to call more than once."""
+        graph; prepared requests free the contexts of their own when they are closed or
+        collected. Safe to call more than once."""
         self._release()
 
     def __enter__(self):
@@ -489,30 +569,43 @@ class Dispatcher:
         self.close()
 
 
+DISPATCHER_CLOSED = "its Dispatcher is closed; prepare the request again"
+
+
 class PreparedRequest:
     """A request whose arrays, chunks and copies Dispatcher.prepare() worked out once. Fill
     `inputs` and call run() as often as needed; the outputs land in `outputs`. Several threads
     may run different prepared requests at once; one prepared request runs one at a time.
     Where its inputs are GPU arrays, each run first waits for the work queued so far on the
-    stream they named when the request was prepared (see Streams above)."""
+    stream they named when the request was prepared (see Streams above). `uses_graphs` says
+    whether every chunk replays a CUDA graph."""
 
-    def __init__(self, dispatcher, inputs, outputs, sources, targets, chunks):
+    def __init__(self, dispatcher, inputs, outputs, sources, targets, chunks, owned, uses_graphs):
         self.inputs, self.outputs = inputs, outputs  # keep the arrays, and their memory, alive
+        self.uses_graphs = uses_graphs
         self._dispatcher = dispatcher  # whose contexts serve the request: alive while it is
         self._sources, self._targets = sources, targets
-        self._chunks = chunks  # (the profile's pool of executors, start, size)
+        self._chunks = chunks  # (a pool to take an executor from, start, size)
         self._steps = {}  # (executor, start) -> its Step, made on the chunk's first run there
         self._lock = threading.Lock()
-        self._release = weakref.finalize(self, release_steps, self._steps)
+        # The executors on contexts of the request's own are freed with it; the engine they
+        # belong to lives until then.
+        self._release = weakref.finalize(
+            self, release_prepared, self._steps, owned, dispatcher.engine
+        )
 
     def run(self):
         """Serves the request from `inputs` into `outputs`; returns `outputs` once complete."""
         with self._lock:
+            if not self._release.alive:
+                raise RuntimeError("this prepared request is closed; prepare the request again")
+            if self._dispatcher.closed:
+                raise RuntimeError(DISPATCHER_CLOSED)
             for pool, start, size in self._chunks:
                 executor = pool.get()
-                if executor is None:  # what a closed dispatcher's pools hold
+                if executor is None:  # what a dispatcher closed meanwhile leaves in its pools
                     pool.put(None)
-                    raise RuntimeError("its Dispatcher is closed; prepare the request again")
+                    raise RuntimeError(DISPATCHER_CLOSED)
                 try:
                     step = self._steps.get((executor, start))
                     if step is None:
@@ -524,14 +617,20 @@ class PreparedRequest:
         return self.outputs
 
     def close(self):
-        """Frees the CUDA graphs the request captured (garbage collection does too)."""
-        self._release()
+        """Frees the CUDA graphs the request captured and the contexts of its own, once a run
+        in progress is done (garbage collection frees them too). Safe to call more than once."""
+        with self._lock:
+            self._release()
 
 
-def release_steps(steps: dict) -> None:
+def release_prepared(steps: dict, owned: list, _engine=None) -> None:
+    """Frees a prepared request's graphs, then the executors of its own (`_engine` is only
+    kept alive until they are freed)."""
     for step in steps.values():
         step.close()
     steps.clear()
+    while owned:
+        owned.pop().close()
 
 
 def release(executors: list, pools: list, engine) -> None:
@@ -901,10 +1000,11 @@ class LeanExecutor:
 
     def run_step(self, step):
         """Runs a prepared request's chunk, worked out by step(), and waits for it."""
+        rt = cudart()
         for stream in step.waits:
             self._wait_for(stream)
         if step.graph_exec is not None:
-            check_cuda(cudart().cudaGraphLaunch(step.graph_exec, self._stream), "cudaGraphLaunch")
+            check_cuda(rt.cudaGraphLaunch(step.graph_exec, self._stream), "cudaGraphLaunch")
         else:
             self._apply(step)
             for copy in step.copies_in:
@@ -912,7 +1012,7 @@ class LeanExecutor:
             self._execute()
             for copy in step.copies_out:
                 self._copy(*copy)
-        self._synchronize()
+        check_cuda(rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
 
     def _part_event(self, number):
         """The event that marks the arrival of staged output part `number`."""

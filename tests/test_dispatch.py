@@ -276,6 +276,56 @@ def test_prepared_requests_serve_new_data_on_every_run(engine, graphs):
             prepared.close()  # safe twice
 
 
+def test_prepared_requests_for_a_profile_of_a_range_replay_graphs_on_contexts_of_their_own(
+    engine,
+):
+    # A graph replays the shape it was captured with. Requests through infer() set the
+    # dynamic-batching profile's contexts to other shapes between the prepared runs; the
+    # prepared requests' own contexts keep theirs. 77 images run as 32 + 32 + 13.
+    rng = random.Random(9)
+    with Dispatcher(engine) as dispatcher:
+        prepared = {batch: dispatcher.prepare(batch) for batch in (4, 32, 77)}
+        for seed in range(5):
+            for batch, request in prepared.items():
+                assert request.uses_graphs
+                images = random_images(rng.randint(2, 31), seed=seed)
+                check_identity(images, dispatcher.infer(images))
+                request.inputs["X"][:] = random_images(batch, seed=batch * 10 + seed)
+                check_identity(request.inputs["X"], request.run()["Y"])
+        for request in prepared.values():
+            request.close()
+        with pytest.raises(RuntimeError, match="this prepared request is closed"):
+            request.run()
+    with Dispatcher(engine, cuda_graphs=False) as dispatcher:
+        assert not dispatcher.prepare(4).uses_graphs
+        assert not dispatcher.prepare(1).uses_graphs
+
+
+def test_an_engine_without_profile_sharing_serves_prepared_requests_on_its_contexts(capfd):
+    import tensorrt as trt
+    from polygraphy.backend.trt import CreateConfig, engine_from_network, network_from_onnx_path
+
+    if int(trt.__version__.split(".")[0]) >= 10:
+        pytest.skip(f"TensorRT {trt.__version__} shares profiles in every engine")
+    config = CreateConfig(profiles=list(PROFILES.values()))  # no PROFILE_SHARING_0806
+    unshared = engine_from_network(network_from_onnx_path(str(MODEL_PATH)), config=config)
+    capfd.readouterr()
+    # TensorRT 8.6 would crash where a second context asked for a profile: refused before.
+    with pytest.raises(ValueError, match="contexts_per_profile=2 needs an engine that shares"):
+        Dispatcher(unshared, contexts_per_profile=2)
+    with Dispatcher(unshared) as dispatcher:
+        for batch, graphs in [(4, False), (1, True), (77, False)]:
+            prepared = dispatcher.prepare(batch)
+            assert prepared.uses_graphs == graphs
+            for seed in range(3):
+                prepared.inputs["X"][:] = random_images(batch, seed=seed)
+                check_identity(prepared.inputs["X"], prepared.run()["Y"])
+                images = random_images(9, seed=seed)
+                check_identity(images, dispatcher.infer(images))
+    # The refused profile is expected, and its error is not logged.
+    assert "[E]" not in "".join(capfd.readouterr())
+
+
 def test_prepared_requests_from_8_threads_are_all_exact(lean):
     def serve(thread):
         batch = random.Random(thread).choice(BATCHES)
