@@ -42,7 +42,7 @@ from build_model import ensure_model
 from dynamic_shapes import cli
 from dynamic_shapes.engines import create_contexts, deactivate_runner, load_or_build_engine
 from dynamic_shapes.files import write_atomically
-from dynamic_shapes.gpu import device_memory, page_locked_empty, require_gpu_stack
+from dynamic_shapes.gpu import device_memory, page_locked_empty, require_gpu_stack, uses_mps
 from scenario import (
     ENGINE_PATH,
     INPUT_NAME,
@@ -219,6 +219,7 @@ def serve_load(engine, args, progress, barrier=None, seed=1) -> dict:
         "host_rss_mib_before": host_before / MIB,
         "host_rss_mib_after": host_after / MIB,
         "host_rss_mib_checkpoints": checkpoints,
+        "mps": uses_mps(),
     }
 
 
@@ -307,6 +308,8 @@ def combine_shares(shares, args) -> dict:
         "path": args.path,
         "memory": args.memory,
         "contexts_per_profile": args.contexts_per_profile,
+        # Whether the processes' work ran on the GPU at once, through MPS, or in turns.
+        "mps": all(share["mps"] for share in shares),
         "requests_served": served,
         "images_served": sum(share["images_served"] for share in shares),
         "errors": len(errors),
@@ -409,7 +412,7 @@ def verdicts(load, lifecycle) -> list:
     senders = f"{load['threads']} threads"
     host_owner = "resident host memory"
     if load["processes"] > 1:
-        senders = f"{load['processes']} processes x {senders}"
+        senders = f"{load['processes']} processes{' under MPS' * load['mps']} x {senders}"
         host_owner = "resident host memory of the process whose memory grew most"
     return [
         (

@@ -1,6 +1,6 @@
 """Whether TensorRT, cuda-bindings and a CUDA GPU are usable here (and which version pairs are
 known to fail, with the fix), and the CUDA runtime calls the project makes through NVIDIA's
-cuda-bindings: page-locked memory, free memory, the GPU's name."""
+cuda-bindings: page-locked memory, free memory, the GPU's name, whether MPS serves it."""
 
 import contextlib
 import functools
@@ -134,6 +134,15 @@ def gpu_name() -> str:
     properties = check_cuda(cudart().cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
     name = properties.name
     return (name.decode() if isinstance(name, bytes) else str(name)).rstrip("\x00")
+
+
+def uses_mps() -> bool:
+    """Whether this process's work on GPU 0 goes through NVIDIA's Multi-Process Service (MPS),
+    which runs the work of several processes on the GPU at once; without it, the GPU serves
+    one process's CUDA context at a time, in turns. False where the driver cannot say."""
+    rt = cudart()
+    error, enabled = rt.cudaDeviceGetAttribute(rt.cudaDeviceAttr.cudaDevAttrMpsEnabled, 0)
+    return error == rt.cudaError_t.cudaSuccess and bool(enabled)
 
 
 def device_memory() -> tuple[int, int]:

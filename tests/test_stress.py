@@ -23,6 +23,7 @@ def share(served, started, finished, host_before, host_after):
         "host_rss_mib_before": host_before,
         "host_rss_mib_after": host_after,
         "host_rss_mib_checkpoints": [(served, host_after)],
+        "mps": False,
     }
 
 
@@ -47,6 +48,11 @@ def test_shares_add_up_over_the_time_from_the_first_start_to_the_last_finish():
     results = stress.verdicts(load, lifecycle)
     assert [passed for passed, _ in results] == [True, True, True, True, True, True]
     assert "load: 2 processes x 3 threads x 100 requests" in results[0][1]
+    # Where MPS served every process, the report says so.
+    for one in shares:
+        one["mps"] = True
+    text = stress.verdicts(stress.combine_shares(shares, args), lifecycle)[0][1]
+    assert "load: 2 processes under MPS x 3 threads" in text
     assert "120 requests/s, 1200 images/s" in results[0][1]
     assert "of the process whose memory grew most 480.0 MiB" in results[2][1]
 
