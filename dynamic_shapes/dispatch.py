@@ -336,6 +336,7 @@ class Dispatcher:
             )
         self.use_cases = list(use_cases)
         self.path = path
+        self.closed = False  # a flag: every request reads it, and that must cost little
         self._cuda_graphs = cuda_graphs and path == "lean"
         # Whether the engine lets a prepared request have contexts of its own: None until known.
         self._profiles_shared = None
@@ -400,10 +401,6 @@ class Dispatcher:
         except BaseException:
             self.close()
             raise
-
-    @property
-    def closed(self) -> bool:
-        return not self._release.alive
 
     def infer(self, request, out=None):
         """Runs the request: an array, or {input name: array} (required for several inputs),
@@ -519,7 +516,7 @@ class Dispatcher:
                 # profile's contexts, and on those of the request's own.
                 graphs.append(executor.uses_graph)
         except BaseException:
-            release_prepared({}, [executor for _, executor in filter(None, own.values())])
+            release_prepared([], [executor for _, executor in filter(None, own.values())])
             raise
         owned = [executor for _, executor in filter(None, own.values())]
         return PreparedRequest(self, inputs, out, sources, targets, chunks, owned, all(graphs))
@@ -560,6 +557,7 @@ class Dispatcher:
         """Waits for the requests in flight, then frees every context, buffer, stream and
         graph; prepared requests free the contexts of their own when they are closed or
         collected. Safe to call more than once."""
+        self.closed = True
         self._release()
 
     def __enter__(self):
@@ -585,32 +583,34 @@ class PreparedRequest:
         self.uses_graphs = uses_graphs
         self._dispatcher = dispatcher  # whose contexts serve the request: alive while it is
         self._sources, self._targets = sources, targets
-        self._chunks = chunks  # (a pool to take an executor from, start, size)
-        self._steps = {}  # (executor, start) -> its Step, made on the chunk's first run there
+        # (a pool to take an executor from, start, size, {executor: its Step}): a Step is made
+        # on the chunk's first run on that executor.
+        self._chunks = [(pool, start, size, {}) for pool, start, size in chunks]
         self._lock = threading.Lock()
+        self._closed = False  # a flag: run() reads it on every call, and that must cost little
         # The executors on contexts of the request's own are freed with it; the engine they
         # belong to lives until then.
         self._release = weakref.finalize(
-            self, release_prepared, self._steps, owned, dispatcher.engine
+            self, release_prepared, [chunk[3] for chunk in self._chunks], owned, dispatcher.engine
         )
 
     def run(self):
         """Serves the request from `inputs` into `outputs`; returns `outputs` once complete."""
         with self._lock:
-            if not self._release.alive:
+            if self._closed:
                 raise RuntimeError("this prepared request is closed; prepare the request again")
             if self._dispatcher.closed:
                 raise RuntimeError(DISPATCHER_CLOSED)
-            for pool, start, size in self._chunks:
+            for pool, start, size, steps in self._chunks:
                 executor = pool.get()
                 if executor is None:  # what a dispatcher closed meanwhile leaves in its pools
                     pool.put(None)
                     raise RuntimeError(DISPATCHER_CLOSED)
                 try:
-                    step = self._steps.get((executor, start))
+                    step = steps.get(executor)
                     if step is None:
                         step = executor.step(self._sources, self._targets, start, size)
-                        self._steps[(executor, start)] = step
+                        steps[executor] = step
                     executor.run_step(step)
                 finally:
                     pool.put(executor)
@@ -620,15 +620,17 @@ class PreparedRequest:
         """Frees the CUDA graphs the request captured and the contexts of its own, once a run
         in progress is done (garbage collection frees them too). Safe to call more than once."""
         with self._lock:
+            self._closed = True
             self._release()
 
 
-def release_prepared(steps: dict, owned: list, _engine=None) -> None:
+def release_prepared(chunk_steps: list, owned: list, _engine=None) -> None:
     """Frees a prepared request's graphs, then the executors of its own (`_engine` is only
     kept alive until they are freed)."""
-    for step in steps.values():
-        step.close()
-    steps.clear()
+    for steps in chunk_steps:
+        for step in steps.values():
+            step.close()
+        steps.clear()
     while owned:
         owned.pop().close()
 
