@@ -50,6 +50,7 @@ from dynamic_shapes.engines import (
 )
 from dynamic_shapes.files import write_atomically
 from dynamic_shapes.gpu import (
+    capture_graph,
     check_cuda,
     cudart,
     destroy_graph,
@@ -429,15 +430,9 @@ class BareLoop:
     def capture(self, batch):
         """Captures a request of `batch` items, its copies and inference, in a CUDA graph for
         replay(): the same work as run(batch), launched in one call."""
-        rt = cudart()
         self.run(batch)  # TensorRT's first enqueue for a shape sets up state outside the graph
-        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-        check_cuda(rt.cudaStreamBeginCapture(self.stream, mode), "cudaStreamBeginCapture")
-        try:
-            self.enqueue(batch)
-        finally:
-            self.graph = check_cuda(rt.cudaStreamEndCapture(self.stream), "cudaStreamEndCapture")
-        self.graph_exec = check_cuda(rt.cudaGraphInstantiate(self.graph, 0), "cudaGraphInstantiate")
+        # enqueue() queues on self.stream, the stream being captured.
+        self.graph, self.graph_exec = capture_graph(self.stream, lambda _: self.enqueue(batch))
 
     def replay(self):
         rt = cudart()

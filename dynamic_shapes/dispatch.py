@@ -34,11 +34,13 @@ Two execution paths sit behind the same interface:
 A caller who serves request after request of one batch size from the same memory prepares the
 request once (Dispatcher.prepare): its arrays are checked, its chunks planned and each chunk's
 bindings and copies worked out then, so that each PreparedRequest.run() is TensorRT's own loop,
-with CUDA graphs a single graph of each chunk's copies and inference. A graph replays the shape
-it was captured with, and a context of a profile of a range changes shape with the requests it
-serves; so a chunk for such a profile runs on an execution context of the prepared request's
-own, whose shape is set once (where the engine shares profiles, see below; it costs that
-context's GPU memory for as long as the prepared request lives).
+with CUDA graphs a single graph of each chunk's copies and inference. Its chunks run on
+execution contexts of its own, one per (profile, chunk size), where the engine shares profiles
+(see below): a graph replays the shape it was captured with, and such a context keeps its one
+shape, where the dispatcher's contexts for a profile of a range change shape with the requests
+they serve; nor does a prepared run wait for a context that infer() is using. They cost their
+GPU memory for as long as the prepared request lives. Where the engine does not share
+profiles, the chunks run on the dispatcher's contexts, with graphs for profiles of one shape.
 
 Streams: every context has a stream of its own, and a request runs on the stream of the
 context that serves it. These are blocking streams: CUDA runs their work after the work queued
@@ -78,6 +80,7 @@ from dynamic_shapes.arrays import (
 )
 from dynamic_shapes.engines import batch_ranges, create_contexts, deactivate_runner
 from dynamic_shapes.gpu import (
+    capture_graph,
     check_cuda,
     cudart,
     destroy_graph,
@@ -419,10 +422,7 @@ class Dispatcher:
                 locate(tensor)
         for index, start, size in self._plan(batch):
             pool = self._pools[index][0]
-            executor = pool.get()
-            if executor is None:  # closed meanwhile
-                pool.put(None)
-                raise RuntimeError("this Dispatcher was closed while the request waited")
+            executor = take(pool, CLOSED_WHILE_WAITING)
             try:
                 executor.run(sources, targets, start, size)
             finally:
@@ -480,8 +480,8 @@ class Dispatcher:
         page-locked or GPU arrays, by default new page-locked ones (`.inputs`, `.outputs`).
         Everything infer() works out per request is worked out here once, so that
         PreparedRequest.run() is TensorRT's own loop: the copies, the inference, one
-        synchronize; with CUDA graphs, one graph of a chunk's copies and inference, on a
-        context of the request's own for a profile of a range (see the module's docstring)."""
+        synchronize; with CUDA graphs, one graph of a chunk's copies and inference. Its chunks
+        run on execution contexts of the request's own (see the module's docstring)."""
         if self.closed:
             raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
         if type(batch) is not int or batch < 1:
@@ -501,30 +501,30 @@ class Dispatcher:
                     "a prepared request needs page-locked arrays (page_locked_inputs, "
                     "page_locked_outputs) or GPU arrays; pass ordinary arrays to infer()"
                 )
-        chunks, graphs = [], []
-        own = {}  # (profile index, chunk size) -> (pool, executor) of the request's own, or None
+        chunks = []  # (the pool its executor is taken from, or None: its own; executor, Step)
+        owned = {}  # (profile index, chunk size) -> the request's own executor
         try:
             for index, start, size in self._plan(batch):
-                pool, executor = self._pools[index][0], self._by_profile[index][0]
-                low, high = self.ranges[index]
-                if self._cuda_graphs and low < high:
-                    if (index, size) not in own:
-                        own[(index, size)] = self._own_executor(index, size)
-                    pool, executor = own[(index, size)] or (pool, executor)
-                chunks.append((pool, start, size))
-                # A chunk replays a graph where its context's shape is fixed: on a static
-                # profile's contexts, and on those of the request's own.
-                graphs.append(executor.uses_graph)
+                executor = owned.get((index, size)) or self._own_executor(index, size)
+                if executor is not None:
+                    owned[(index, size)] = executor
+                    chunks.append((None, executor, executor.step(sources, targets, start, size)))
+                    continue
+                # The engine does not share profiles: the profile's one context serves the chunk.
+                pool = self._pools[index][0]
+                executor = take(pool, CLOSED_WHILE_WAITING)
+                try:
+                    chunks.append((pool, executor, executor.step(sources, targets, start, size)))
+                finally:
+                    pool.put(executor)
         except BaseException:
-            release_prepared([], [executor for _, executor in filter(None, own.values())])
+            release_prepared([step for *_, step in chunks], list(owned.values()))
             raise
-        owned = [executor for _, executor in filter(None, own.values())]
-        return PreparedRequest(self, inputs, out, sources, targets, chunks, owned, all(graphs))
+        return PreparedRequest(self, inputs, out, sources, targets, chunks, list(owned.values()))
 
     def _own_executor(self, index, size):
-        """(a pool holding it, an executor) on a context of its own, for a prepared chunk of
-        `size` items on profile `index`, its shape set once; None where the engine does not
-        share profiles, and the chunk runs on the profile's contexts instead."""
+        """An executor on a context of its own for a prepared chunk of `size` items on profile
+        `index`, its shape set once; None where the engine does not share profiles."""
         with self._own_lock:  # one context at a time: TensorRT's log is silenced meanwhile
             if self._profiles_shared is False:
                 return None
@@ -533,16 +533,14 @@ class Dispatcher:
             self._profiles_shared = starts_on_profile_0(context)
         if not self._profiles_shared:
             log.info(
-                "this engine does not share profiles: prepared requests for the profiles of a "
-                "range run on the dispatcher's contexts, without CUDA graphs"
+                "this engine does not share profiles: prepared requests run on the dispatcher's "
+                "contexts, and replay CUDA graphs only for the profiles of one shape"
             )
             return None
-        executor = LeanExecutor(
-            context, index, (size, size), self.inputs, self._engine_outputs, cuda_graphs=True
-        )
-        pool = queue.SimpleQueue()
-        pool.put(executor)
-        return pool, executor
+        return LeanExecutor(
+            context, index, (size, size), self.inputs, self._engine_outputs, self._cuda_graphs,
+            staging=False,
+        )  # fmt: skip
 
     @property
     def graph_use_cases(self) -> list:
@@ -568,6 +566,17 @@ class Dispatcher:
 
 
 DISPATCHER_CLOSED = "its Dispatcher is closed; prepare the request again"
+CLOSED_WHILE_WAITING = "this Dispatcher was closed while the request waited"
+
+
+def take(pool, closed_message: str):
+    """An executor from a profile's pool, once one is free; RuntimeError(closed_message) where
+    the dispatcher was closed, which leaves None in its pools."""
+    executor = pool.get()
+    if executor is None:
+        pool.put(None)  # for the next request that waits
+        raise RuntimeError(closed_message)
+    return executor
 
 
 class PreparedRequest:
@@ -578,20 +587,18 @@ class PreparedRequest:
     stream they named when the request was prepared (see Streams above). `uses_graphs` says
     whether every chunk replays a CUDA graph."""
 
-    def __init__(self, dispatcher, inputs, outputs, sources, targets, chunks, owned, uses_graphs):
+    def __init__(self, dispatcher, inputs, outputs, sources, targets, chunks, owned):
         self.inputs, self.outputs = inputs, outputs  # keep the arrays, and their memory, alive
-        self.uses_graphs = uses_graphs
-        self._dispatcher = dispatcher  # whose contexts serve the request: alive while it is
-        self._sources, self._targets = sources, targets
-        # (a pool to take an executor from, start, size, {executor: its Step}): a Step is made
-        # on the chunk's first run on that executor.
-        self._chunks = [(pool, start, size, {}) for pool, start, size in chunks]
+        self.uses_graphs = all(step.graph_exec is not None for *_, step in chunks)
+        self._dispatcher = dispatcher  # whose engine, and closed flag, the request goes by
+        self._sources, self._targets = sources, targets  # keep GPU arrays' owners alive
+        self._chunks = chunks  # (a pool to take the executor from, or None, executor, Step)
         self._lock = threading.Lock()
         self._closed = False  # a flag: run() reads it on every call, and that must cost little
-        # The executors on contexts of the request's own are freed with it; the engine they
-        # belong to lives until then.
+        # The executors of the request's own are freed with it; the engine they belong to
+        # lives until then.
         self._release = weakref.finalize(
-            self, release_prepared, [chunk[3] for chunk in self._chunks], owned, dispatcher.engine
+            self, release_prepared, [step for *_, step in chunks], owned, dispatcher.engine
         )
 
     def run(self):
@@ -601,16 +608,12 @@ class PreparedRequest:
                 raise RuntimeError("this prepared request is closed; prepare the request again")
             if self._dispatcher.closed:
                 raise RuntimeError(DISPATCHER_CLOSED)
-            for pool, start, size, steps in self._chunks:
-                executor = pool.get()
-                if executor is None:  # what a dispatcher closed meanwhile leaves in its pools
-                    pool.put(None)
-                    raise RuntimeError(DISPATCHER_CLOSED)
+            for pool, executor, step in self._chunks:
+                if pool is None:  # the request's own
+                    executor.run_step(step)
+                    continue
+                take(pool, DISPATCHER_CLOSED)  # the profile's one context: this executor
                 try:
-                    step = steps.get(executor)
-                    if step is None:
-                        step = executor.step(self._sources, self._targets, start, size)
-                        steps[executor] = step
                     executor.run_step(step)
                 finally:
                     pool.put(executor)
@@ -624,13 +627,11 @@ class PreparedRequest:
             self._release()
 
 
-def release_prepared(chunk_steps: list, owned: list, _engine=None) -> None:
+def release_prepared(steps: list, owned: list, _engine=None) -> None:
     """Frees a prepared request's graphs, then the executors of its own (`_engine` is only
     kept alive until they are freed)."""
-    for steps in chunk_steps:
-        for step in steps.values():
-            step.close()
-        steps.clear()
+    while steps:
+        steps.pop().close()
     while owned:
         owned.pop().close()
 
@@ -650,9 +651,10 @@ def release(executors: list, pools: list, engine) -> None:
 
 
 class Step:
-    """One chunk of a prepared request on one context, worked out once: the streams of the
-    GPU inputs' producers to wait for, the tensor addresses to bind, the copies in and out,
-    and, for a static shape, a CUDA graph of all of it."""
+    """A chunk's work on one context, worked out once: the streams of the GPU inputs' producers
+    to wait for, the tensor addresses to bind, the copies in and out, and, where the context's
+    shape is static, a CUDA graph of the copies and the inference. Each chunk of a prepared
+    request is a Step, and so is a staged chunk on a profile of one shape."""
 
     def __init__(self, size, waits):
         self.size, self.waits = size, waits
@@ -693,15 +695,18 @@ class RunnerExecutor:
 
 class LeanExecutor:
     """Runs chunks on one context with preallocated buffers, one stream and, where the
-    profile's shape is static, a CUDA graph of the inference."""
+    profile's shape is static, CUDA graphs. With `staging`, it serves pageable memory too,
+    through page-locked staging buffers; a prepared request's own executors need none."""
 
-    def __init__(self, context, profile_index, batch_range, inputs, outputs, cuda_graphs):
+    def __init__(
+        self, context, profile_index, batch_range, inputs, outputs, cuda_graphs, staging=True
+    ):
         rt = cudart()
         self._context, self._inputs = context, inputs
         self._batch = None  # the batch of the input shapes last set on the context
         self._graph = self._graph_exec = self._stream = self._capture_stream = None
-        self._staged = None  # (graph, executable graph) of a staged chunk's transfers and inference
-        self._device, self._staging, self._staging_address, self._bound = {}, {}, {}, {}
+        self._staged = None  # the Step of a staged chunk, for a profile of one shape
+        self._device, self._staging, self._bound = {}, {}, {}  # staging: name -> Tensor
         self._foreign = set()  # tensors bound to a caller's GPU memory, not the context's own
         self._events, self._part_events = [], []
         low, high = batch_range
@@ -713,9 +718,8 @@ class LeanExecutor:
             self._stream_handle = int(self._stream)
             if not context.set_optimization_profile_async(profile_index, self._stream_handle):
                 raise RuntimeError(
-                    f"could not select optimization profile {profile_index}: another execution "
-                    "context holds it, and this engine does not share profiles (on TensorRT "
-                    "8.6, build it with the PROFILE_SHARING_0806 preview feature)"
+                    f"TensorRT refused optimization profile {profile_index} for an execution "
+                    "context; see its log above"
                 )
             self.outputs = output_specs(context, inputs, outputs, high)
             self._batch = high
@@ -725,9 +729,12 @@ class LeanExecutor:
                 nbytes = high * spec.item_nbytes
                 self._device[spec.name] = check_cuda(rt.cudaMalloc(nbytes), "cudaMalloc")
                 self._bind(spec.name, self._device[spec.name])
-                staging = page_locked_empty((high, *spec.item_shape), spec.dtype)
-                self._staging[spec.name] = staging
-                self._staging_address[spec.name] = staging.ctypes.data
+                if staging:
+                    buffer = page_locked_empty((high, *spec.item_shape), spec.dtype)
+                    self._staging[spec.name] = Tensor(
+                        buffer.shape, buffer.dtype, host=buffer, address=buffer.ctypes.data,
+                        kind=PAGE_LOCKED,
+                    )  # fmt: skip
             self._wait_event = self._new_event()
             if cuda_graphs and low == high:
                 # Graphs are captured on a non-blocking stream: while a blocking stream is
@@ -735,7 +742,7 @@ class LeanExecutor:
                 self._capture_stream = check_cuda(
                     rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreate"
                 )
-                self._capture_graph()
+                self._capture_graphs()
         except BaseException:
             self.close()
             raise
@@ -767,64 +774,48 @@ class LeanExecutor:
                     raise RuntimeError(f"TensorRT refused input shape {shape}")
             self._batch = batch
 
-    def _execute(self):
-        # The graph holds the context's own buffers: it replays only while they are bound.
+    def _execute(self, stream):
+        """Queues the inference on `stream`: its graph where it has one and the context's own
+        buffers are bound (the graph holds them), else TensorRT's enqueue."""
         if self._graph_exec is not None and not self._foreign:
-            check_cuda(cudart().cudaGraphLaunch(self._graph_exec, self._stream), "cudaGraphLaunch")
+            check_cuda(cudart().cudaGraphLaunch(self._graph_exec, stream), "cudaGraphLaunch")
         else:
-            self._enqueue(self._stream_handle)
+            self._enqueue(stream)
 
     def _enqueue(self, stream):
         if not self._context.execute_async_v3(stream):
             raise RuntimeError("TensorRT's execute_async_v3 failed; see its log above")
 
-    def _capture_graph(self):
-        """Captures the inference for the profile's one batch size in a CUDA graph, and the
-        same with the transfers from and to the staging buffers around it."""
+    def _queue(self, step, stream, execute):
+        """Queues a step's copies in, its inference (`execute(stream)`) and its copies out."""
+        for copy in step.copies_in:
+            self._copy(*copy, stream)
+        execute(stream)
+        for copy in step.copies_out:
+            self._copy(*copy, stream)
+
+    def _capture_graphs(self):
+        """Captures the inference for the profile's one batch size in a CUDA graph, and a staged
+        chunk, its transfers from and to the staging buffers and its inference, in another."""
         # One plain run first: TensorRT sets up shape-dependent state on its first enqueue,
         # and that work must not end up in the graph.
-        self._execute()
+        self._execute(self._stream_handle)
         self._synchronize()
         captured = self._capture(self._enqueue)
         if captured is None:
             return
         self._graph, self._graph_exec = captured
-        kinds = cudart().cudaMemcpyKind
-
-        def staged(stream):
-            for spec in self._inputs:
-                nbytes = self._batch * spec.item_nbytes
-                source = self._staging_address[spec.name]
-                self._copy(
-                    self._device[spec.name], source, nbytes, kinds.cudaMemcpyHostToDevice, stream
-                )
-            self._enqueue(stream)
-            for spec in self.outputs:
-                nbytes = self._batch * spec.item_nbytes
-                target = self._staging_address[spec.name]
-                self._copy(
-                    target, self._device[spec.name], nbytes, kinds.cudaMemcpyDeviceToHost, stream
-                )
-
-        self._staged = self._capture(staged)
+        if self._staging:
+            inputs = [self._staging[spec.name] for spec in self._inputs]
+            outputs = [self._staging[spec.name] for spec in self.outputs]
+            self._staged = self.step(inputs, outputs, 0, self._batch)
 
     def _capture(self, enqueue):
         """A CUDA graph of the work `enqueue(stream)` queues, as (graph, executable graph); None
         where capture fails, and the work then runs without a graph."""
-        rt = cudart()
-        # Thread-local capture: other threads may use CUDA meanwhile without breaking it.
-        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-        stream, graph = self._capture_stream, None
         try:
-            check_cuda(rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
-            try:
-                enqueue(int(stream))
-            finally:
-                graph = check_cuda(rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
-            return graph, check_cuda(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+            return capture_graph(self._capture_stream, enqueue)
         except RuntimeError as error:
-            rt.cudaGetLastError()  # clear the failed capture's error, so the stream runs on
-            destroy_graph(graph)
             log.warning("CUDA graph capture failed (%s); running without a graph", error)
             return None
 
@@ -864,7 +855,7 @@ class LeanExecutor:
             self._bind(spec.name, address)
             if copy is not None:
                 copies_out.append(copy)
-        self._execute()
+        self._execute(self._stream_handle)
         for copy in copies_out:
             self._copy(*copy)
         staged = []  # (event or None, the caller's part, the staged part) of pageable outputs
@@ -894,11 +885,10 @@ class LeanExecutor:
         under threads, every such call is a wait to take the lock back."""
         stop = start + size
         for spec, source in zip(self._inputs, sources, strict=True):
-            np.copyto(self._staging[spec.name], source.host[start:stop])
-        check_cuda(cudart().cudaGraphLaunch(self._staged[1], self._stream), "cudaGraphLaunch")
-        self._synchronize()
+            np.copyto(self._staging[spec.name].host, source.host[start:stop])
+        self.run_step(self._staged)
         for spec, target in zip(self.outputs, targets, strict=True):
-            np.copyto(target.host[start:stop], self._staging[spec.name])
+            np.copyto(target.host[start:stop], self._staging[spec.name].host)
 
     def _placement(self, spec, tensor, start, size, into_context) -> tuple:
         """Where a chunk of a page-locked or GPU tensor meets the context: the address to bind,
@@ -943,8 +933,9 @@ class LeanExecutor:
         returns the staged parts still to be copied on the host."""
         rt = cudart()
         device = self._device[spec.name]
-        staging, destination = self._staging[spec.name], target.host[start : start + size]
-        address = self._staging_address[spec.name]
+        staging = self._staging[spec.name]
+        buffer, address = staging.host, staging.address
+        destination = target.host[start : start + size]
         to_host = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         parts = self._parts(size, spec.item_nbytes)
         staged = []
@@ -955,7 +946,7 @@ class LeanExecutor:
             if len(parts) > 1:
                 event = self._part_event(number)
                 check_cuda(rt.cudaEventRecord(event, self._stream), "cudaEventRecord")
-            staged.append((event, destination[low:high], staging[low:high]))
+            staged.append((event, destination[low:high], buffer[low:high]))
         return staged
 
     def step(self, sources, targets, start, size) -> "Step":
@@ -975,7 +966,12 @@ class LeanExecutor:
             if copy is not None:
                 step.copies_out.append(copy)
         if self._graph_exec is not None:  # a static shape, whose inference replays as a graph
-            self._capture_step(step)
+            self._apply(step)
+            # TensorRT's own enqueue, not the inference graph: a graph is not launched into a
+            # stream being captured.
+            captured = self._capture(lambda stream: self._queue(step, stream, self._enqueue))
+            if captured is not None:
+                step.graph, step.graph_exec = captured
         return step
 
     def _apply(self, step):
@@ -983,38 +979,16 @@ class LeanExecutor:
         for name, address in step.bindings:
             self._bind(name, address)
 
-    def _capture_step(self, step):
-        """Captures the step's copies and inference in one CUDA graph."""
-        self._apply(step)
-
-        def enqueue(stream):
-            for copy in step.copies_in:
-                self._copy(*copy, stream)
-            # TensorRT's own enqueue, not the inference graph: a graph is not launched into a
-            # stream being captured.
-            self._enqueue(stream)
-            for copy in step.copies_out:
-                self._copy(*copy, stream)
-
-        captured = self._capture(enqueue)
-        if captured is not None:
-            step.graph, step.graph_exec = captured
-
     def run_step(self, step):
-        """Runs a prepared request's chunk, worked out by step(), and waits for it."""
-        rt = cudart()
+        """Runs a chunk worked out by step(), and waits for it."""
         for stream in step.waits:
             self._wait_for(stream)
         if step.graph_exec is not None:
-            check_cuda(rt.cudaGraphLaunch(step.graph_exec, self._stream), "cudaGraphLaunch")
+            check_cuda(cudart().cudaGraphLaunch(step.graph_exec, self._stream), "cudaGraphLaunch")
         else:
             self._apply(step)
-            for copy in step.copies_in:
-                self._copy(*copy)
-            self._execute()
-            for copy in step.copies_out:
-                self._copy(*copy)
-        check_cuda(rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+            self._queue(step, self._stream_handle, self._execute)
+        self._synchronize()
 
     def _part_event(self, number):
         """The event that marks the arrival of staged output part `number`."""
@@ -1025,17 +999,18 @@ class LeanExecutor:
     def _stage_in(self, spec, source, device):
         """Copies pageable `source` through the staging buffer to `device`, part by part: each
         part's transfer runs while the next part is staged."""
-        staging, address = self._staging[spec.name], self._staging_address[spec.name]
+        staging = self._staging[spec.name]
+        buffer, address = staging.host, staging.address
         to_gpu = cudart().cudaMemcpyKind.cudaMemcpyHostToDevice
         for low, high in self._parts(len(source), spec.item_nbytes):
-            np.copyto(staging[low:high], source[low:high])
+            np.copyto(buffer[low:high], source[low:high])
             offset = low * spec.item_nbytes
             self._copy(device + offset, address + offset, (high - low) * spec.item_nbytes, to_gpu)
 
     def _destroy_graph(self):
         destroy_graph(self._graph, self._graph_exec)
         if self._staged is not None:
-            destroy_graph(*self._staged)
+            self._staged.close()
         self._graph = self._graph_exec = self._staged = None
 
     def close(self):

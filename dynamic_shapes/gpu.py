@@ -120,6 +120,26 @@ def check_cuda(result, what):
     return result[1] if len(result) == 2 else list(result[1:])
 
 
+def capture_graph(stream, enqueue) -> tuple:
+    """A CUDA graph of the work `enqueue(stream)` queues on `stream`, as (graph, executable
+    graph); RuntimeError where CUDA cannot capture it, with the error cleared so that the stream
+    serves on. The capture is thread-local: other threads may use CUDA meanwhile."""
+    rt = cudart()
+    mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+    check_cuda(rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
+    graph = None
+    try:
+        try:
+            enqueue(int(stream))
+        finally:
+            graph = check_cuda(rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
+        return graph, check_cuda(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+    except BaseException:
+        rt.cudaGetLastError()
+        destroy_graph(graph)
+        raise
+
+
 def destroy_graph(graph=None, graph_exec=None) -> None:
     """Frees a captured CUDA graph and its executable graph, either of which may be None."""
     rt = cudart()
