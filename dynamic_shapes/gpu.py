@@ -10,6 +10,16 @@ import weakref
 import numpy as np
 
 TENSORRT_INSTALL = "python3 -m pip install tensorrt"
+# What pip installs a library TensorRT loads from: the fix where the library cannot be found.
+# TensorRT 8.x links cuDNN 8, and pip resolves its requirement to cuDNN 9 unless told otherwise.
+LIBRARY_PACKAGES = {
+    "libcudnn.so.8": "'nvidia-cudnn-cu12<9'",
+    "libcublas.so.12": "nvidia-cublas-cu12",
+    "libcublasLt.so.12": "nvidia-cublas-cu12",
+    "libcudart.so.12": "nvidia-cuda-runtime-cu12",
+}
+# The distributions that install `import tensorrt`, newest naming first.
+TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11")
 CUDA_BINDINGS_INSTALL = "python3 -m pip install 'cuda-bindings>=12.8,<13'"
 
 
@@ -26,7 +36,7 @@ def require_gpu_stack() -> None:
     try:
         import tensorrt  # noqa: F401
     except Exception as error:
-        problems.append(f"TensorRT is not usable ({error}); install it with: {TENSORRT_INSTALL}")
+        problems.append(tensorrt_problem(error, installed_tensorrt_version()))
     try:
         runtime = cudart()
     except Exception as error:
@@ -37,6 +47,46 @@ def require_gpu_stack() -> None:
         problems += cuda_device_problems(runtime)
     if problems:
         raise GpuStackMissing("\n".join(problems))
+
+
+def installed_tensorrt_version() -> str | None:
+    """The version of the TensorRT distribution pip installed, whether or not it imports."""
+    from importlib import metadata
+
+    for name in TENSORRT_DISTRIBUTIONS:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def tensorrt_problem(error: BaseException, installed: str | None) -> str:
+    """Why `import tensorrt` failed with `error`, and the fix, where `installed` is the version
+    pip installed (None: none). TensorRT missing and TensorRT installed but unable to load a
+    library it needs call for different fixes: reinstalling TensorRT fixes neither the second
+    nor a NumPy it was not built for."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if isinstance(error, ModuleNotFoundError) and re.match(
+        r"tensorrt(\.|$)", error.name or text.removeprefix("No module named ").strip("'")
+    ):
+        return f"TensorRT is not usable (not installed); install it with: {TENSORRT_INSTALL}"
+    what = f"TensorRT {installed}" if installed else "TensorRT"
+    library = re.search(r"(lib[\w.+-]+\.so(?:\.\d+)*)", text)
+    if library and library.group(1) in LIBRARY_PACKAGES:
+        fix = f"python3 -m pip install {LIBRARY_PACKAGES[library.group(1)]}"
+        return f"{what} is installed but cannot load {library.group(1)} ({text}); fix: {fix}"
+    if library:
+        return (
+            f"{what} is installed but cannot load {library.group(1)} ({text}): a library it "
+            "needs is missing; see that TensorRT version's installation guide"
+        )
+    if "NumPy" in text or "numpy.core.multiarray" in text:
+        return (
+            f"{what} is installed but was built for another NumPy ({text}); fix: "
+            "python3 -m pip install 'numpy<2'"
+        )
+    return f"{what} is installed but cannot be imported ({text}); reinstall it with pip"
 
 
 def cuda_device_problems(runtime) -> list:
