@@ -142,7 +142,9 @@ def parse_args(argv=None):
     parser.add_argument(
         "--rebuild", action="store_true", help="build the engine even if the saved one fits"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    cli.check_engine_argument(parser, args.engine, args.model)
+    return args
 
 
 if __name__ == "__main__":

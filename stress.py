@@ -513,6 +513,7 @@ def parse_args(argv=None):
         "size, 100 activations",
     )
     args = parser.parse_args(argv)
+    cli.check_engine_argument(parser, args.engine, MODEL_PATH)
     if args.memory != "pageable" and args.path == "runner":
         parser.error(f"--memory {args.memory} needs --path lean; the runner path is for NumPy")
     if args.memory == "gpu" and importlib.util.find_spec("cupy") is None:

@@ -92,6 +92,17 @@ def output_folder(text) -> Path:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def check_engine_argument(parser, engine, model) -> None:
+    """Refuses, as a bad argument (exit 2), an --engine path the project may not write an
+    engine built from `model` to: the model itself, or a file the project did not save."""
+    from dynamic_shapes.engines import check_engine_destination
+
+    try:
+        check_engine_destination(engine, model)
+    except ValueError as error:
+        parser.error(f"argument --engine: {error}")
+
+
 class Progress:
     """One status line on stderr, rewritten in place on a terminal."""
 

@@ -9,7 +9,7 @@ import json
 import time
 from pathlib import Path
 
-from dynamic_shapes.files import write_atomically
+from dynamic_shapes.files import check_writable, write_atomically
 from dynamic_shapes.gpu import gpu_name
 
 # Beside each saved engine, a record of what it was built from, by and for: see reuse_verdict().
@@ -182,16 +182,55 @@ def reuse_verdict(engine_path, wanted: dict) -> str | None:
 
 
 def save_engine(engine, path, record: dict) -> None:
-    """Saves the engine and, beside it, its record. Each file is written atomically, the engine
-    first: an interrupted save leaves the previous pair, or a record whose engine_sha256 no
-    longer matches, so that the engine is rebuilt rather than trusted."""
+    """Saves the engine and, beside it, its record. Each file is written atomically, the record
+    first: an interrupted save leaves the previous pair, or a record whose engine_sha256 does
+    not match the file beside it (or that has no file beside it yet). Either way the record
+    claims the path for the project, so the next run rebuilds the engine there, neither
+    trusting it nor refusing the path as somebody else's file (see check_engine_destination)."""
     from polygraphy.backend.trt import bytes_from_engine
 
     data = bytes_from_engine(engine)
-    write_atomically(path, data)
     built = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     record = {**record, "engine_sha256": hashlib.sha256(data).hexdigest(), "built": built}
     write_atomically(record_path(path), (json.dumps(record, indent=2) + "\n").encode())
+    write_atomically(path, data)
+
+
+def is_project_record(path) -> bool:
+    """Whether `path` holds a record that save_engine() wrote: the mark of a path the project
+    may write an engine to again."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and {"engine_sha256", "model_sha256"} <= saved.keys()
+
+
+def check_engine_destination(engine_path, model_path=None) -> Path:
+    """Returns `engine_path` as a Path if an engine may be saved there, else raises ValueError
+    naming the path: the project writes an engine only where there is nothing, or over an
+    engine it saved before (its record beside it), never over the model or any other file."""
+    engine_path = check_writable(engine_path)
+    record = record_path(engine_path)
+    if model_path is not None and Path(model_path).resolve() in (
+        engine_path.resolve(),
+        record.resolve(),
+    ):
+        raise ValueError(
+            f"{engine_path} would overwrite the model {model_path}; name another engine path"
+        )
+    if record.exists() and not is_project_record(record):
+        raise ValueError(
+            f"{record} exists and is not an engine record this project wrote; refusing to "
+            f"overwrite it: name another engine path than {engine_path}"
+        )
+    if engine_path.exists() and not record.exists():
+        raise ValueError(
+            f"{engine_path} exists and is not an engine this project saved (there is no "
+            f"{record.name} beside it); refusing to overwrite it: name another engine path, "
+            "or delete the file if it is an old engine"
+        )
+    return engine_path
 
 
 def load_or_build_engine(model_path, engine_path, profiles: dict, rebuild=False, progress=None):
@@ -199,6 +238,7 @@ def load_or_build_engine(model_path, engine_path, profiles: dict, rebuild=False,
     this TensorRT for this GPU model; otherwise builds and saves one, saying so through
     `progress` (a cli.Progress) while it builds. Returns the engine and a line that says which
     happened, and why."""
+    check_engine_destination(engine_path, model_path)
     wanted = build_record(model_path, profiles)
     name = Path(engine_path).name
     reason = "a rebuild was asked for" if rebuild else reuse_verdict(engine_path, wanted)

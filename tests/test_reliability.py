@@ -111,30 +111,51 @@ def test_an_engine_that_passes_its_record_but_does_not_load_is_rebuilt(tmp_path)
     assert "could not deserialize" in line
 
 
-def test_an_interrupted_record_write_makes_the_engine_rebuilt_not_trusted(
+def fail_the_third_fsync(monkeypatch):
+    """Makes the third fsync raise KeyboardInterrupt: in save_engine, the engine file's, after
+    its record is in place (each atomic write syncs its file, then its folder)."""
+    real_fsync, calls = os.fsync, []
+
+    def fsync_then_fail_the_third(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_then_fail_the_third)
+
+
+def test_an_interrupted_engine_write_makes_the_engine_rebuilt_not_trusted(
     engine, tmp_path, monkeypatch
 ):
     path = tmp_path / "dynamic_identity.engine"
     wanted = build_record(MODEL_PATH, PROFILES)
     save_engine(engine, path, wanted)
-    old_record = record_path(path).read_bytes()
+    old_engine = path.read_bytes()
     other = build_engine(MODEL_PATH, dict(list(PROFILES.items())[:2]))  # a different engine
 
-    real_fsync, calls = os.fsync, []
-
-    def fsync_then_fail_the_second(fd):
-        calls.append(fd)
-        if len(calls) == 2:  # the record's write: the engine is in place, its record is not
-            raise KeyboardInterrupt
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync_then_fail_the_second)
+    fail_the_third_fsync(monkeypatch)  # the record is in place, the engine is not
     with pytest.raises(KeyboardInterrupt):
         save_engine(other, path, wanted)
     monkeypatch.undo()
-    assert record_path(path).read_bytes() == old_record
+    assert path.read_bytes() == old_engine
     assert reuse_verdict(path, wanted) == "the engine file is not the one saved with it"
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, record_path(path).name]
+
+
+def test_a_first_save_interrupted_before_the_engine_is_rebuilt_on_the_next_run(
+    engine, tmp_path, monkeypatch
+):
+    path = tmp_path / "dynamic_identity.engine"
+    fail_the_third_fsync(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        save_engine(engine, path, build_record(MODEL_PATH, PROFILES))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [record_path(path).name]
+    # The record left behind claims the path for the project: the next run builds there.
+    line = next(line for line in run_example(path) if line.startswith(("Built", "Reusing")))
+    assert line.startswith("Built dynamic_identity.engine in ")
+    assert line.endswith("because there is no dynamic_identity.engine yet; it has 3 profiles")
 
 
 @pytest.mark.parametrize(
