@@ -10,8 +10,14 @@ With --model convnet, writes dynamic_convnet.onnx instead: a compute-heavy netwo
 same input, whose kernels (unlike the identity's) depend on the batch size and need activation
 memory, so that every trade-off of the walkthrough shows. Its output `Y` is float32 [batch, 10].
 
-    python3 build_model.py                    # writes dynamic_identity.onnx
-    python3 build_model.py --model convnet    # writes dynamic_convnet.onnx (28 MB)
+With --model transformer, writes dynamic_transformer.onnx: a small transformer encoder whose
+batch and sequence length are both dynamic. Inputs `input_ids` and `attention_mask` are int32
+[batch, sequence] (sequence up to 512; a mask of 1 marks a token, 0 padding); output
+`last_hidden_state` is float32 [batch, sequence, 256].
+
+    python3 build_model.py                        # writes dynamic_identity.onnx
+    python3 build_model.py --model convnet        # writes dynamic_convnet.onnx (28 MB)
+    python3 build_model.py --model transformer    # writes dynamic_transformer.onnx (14 MB)
     python3 build_model.py --output m.onnx
 """
 
@@ -23,7 +29,19 @@ import onnx_graphsurgeon as gs
 
 from dynamic_shapes import cli
 from dynamic_shapes.files import write_atomically
-from scenario import IMAGE_SHAPE, INPUT_NAME, MODELS, OUTPUT_NAME
+from scenario import (
+    ATTENTION_MASK_NAME,
+    HIDDEN_SIZE,
+    HIDDEN_STATES_NAME,
+    IMAGE_SHAPE,
+    INPUT_NAME,
+    MAX_SEQUENCE,
+    MODELS,
+    OUTPUT_NAME,
+    TOKEN_IDS_NAME,
+    TRANSFORMER_PATH,
+    VOCABULARY_SIZE,
+)
 
 # Opset 17 with IR version 8 is the newest pair TensorRT 8.6's ONNX parser accepts, and
 # TensorRT 10 and 11 accept it too. Pinning both (rather than taking whatever the
@@ -91,7 +109,124 @@ def make_convnet() -> onnx.ModelProto:
     return model
 
 
-BUILDERS = {"identity": make_model, "convnet": make_convnet}
+# The transformer: a small BERT-like encoder (BERT-base is 12 layers of 12 heads over 768), large
+# enough that its latency at 512 tokens is many times that at a few, small enough to build fast.
+TRANSFORMER_LAYERS = 4
+TRANSFORMER_HEADS = 4
+TRANSFORMER_MLP_SIZE = 4 * HIDDEN_SIZE
+TRANSFORMER_SEED = 0
+# Added to the attention scores of the padding keys. exp(-1e4) is exactly 0 in float32 (and in
+# float16, which holds -1e4), so padding gets no attention at all and a padded sequence's tokens
+# come out as the unpadded sequence's. Not -inf: a row of padding queries, whose keys may all be
+# masked, would then be softmax(-inf, ..., -inf) = NaN, and a NaN key poisons every query.
+MASKED_SCORE = -1e4
+
+
+def make_transformer() -> onnx.ModelProto:
+    """Returns the transformer, checked, with seeded weights: the same bytes on every run."""
+    rng = np.random.default_rng(TRANSFORMER_SEED)
+    # The mask is int32, as tokenizers give it (0 or 1 integers, int64 narrowed to int32 like the
+    # token ids, since TensorRT 8.6 takes no int64 input): a float mask would invite passing an
+    # additive bias (0 and -inf) where this model expects 1 and 0, and be misread without error.
+    ids = gs.Variable(TOKEN_IDS_NAME, dtype=np.int32, shape=("batch", "sequence"))
+    mask = gs.Variable(ATTENTION_MASK_NAME, dtype=np.int32, shape=("batch", "sequence"))
+    graph = gs.Graph(inputs=[ids, mask], name="dynamic_transformer", opset=OPSET)
+
+    def layer(op, *inputs, **attrs):
+        return graph.layer(op=op, inputs=inputs, outputs=[f"{op}_{len(graph.nodes)}"], attrs=attrs)[
+            0
+        ]
+
+    def constant(name, values, dtype=np.float32):
+        return gs.Constant(name, np.asarray(values, dtype))
+
+    def linear(x, name, inputs, outputs):
+        # Weights scaled by 1/sqrt(fan-in): activations keep their scale, and the attention
+        # scores are of order 1, so that attention is far from uniform and padding would show.
+        scale = np.float32(1 / np.sqrt(inputs))
+        weight = rng.standard_normal((inputs, outputs), np.float32) * scale
+        bias = rng.standard_normal(outputs, np.float32) * np.float32(0.1)
+        return layer("Add", layer("MatMul", x, constant(f"{name}.weight", weight)),
+                     constant(f"{name}.bias", bias))  # fmt: skip
+
+    def layer_norm(x, name):
+        scale, bias = np.ones(HIDDEN_SIZE), np.zeros(HIDDEN_SIZE)
+        return layer("LayerNormalization", x, constant(f"{name}.scale", scale),
+                     constant(f"{name}.bias", bias), axis=-1, epsilon=1e-5)  # fmt: skip
+
+    head_size = HIDDEN_SIZE // TRANSFORMER_HEADS
+    # [batch, sequence, hidden] <-> [batch, heads, sequence, head_size]; 0 keeps a dimension.
+    split_heads = constant("split_heads", [0, 0, TRANSFORMER_HEADS, head_size], np.int64)
+    merge_heads = constant("merge_heads", [0, 0, HIDDEN_SIZE], np.int64)
+
+    def attention(x, key_bias, name):
+        query, key, value = (
+            layer("Reshape", linear(x, f"{name}.{part}", HIDDEN_SIZE, HIDDEN_SIZE), split_heads)
+            for part in ("query", "key", "value")
+        )
+        scores = layer("MatMul", layer("Transpose", query, perm=[0, 2, 1, 3]),
+                       layer("Transpose", key, perm=[0, 2, 3, 1]))  # fmt: skip
+        scores = layer("Mul", scores, constant(f"{name}.scale", 1 / np.sqrt(head_size)))
+        weights = layer("Softmax", layer("Add", scores, key_bias), axis=-1)
+        context = layer("MatMul", weights, layer("Transpose", value, perm=[0, 2, 1, 3]))
+        context = layer("Reshape", layer("Transpose", context, perm=[0, 2, 1, 3]), merge_heads)
+        return linear(context, f"{name}.output", HIDDEN_SIZE, HIDDEN_SIZE)
+
+    sqrt2, half, one = constant("sqrt2", np.sqrt(2)), constant("half", 0.5), constant("one", 1)
+
+    def mlp(x, name):
+        x = linear(x, f"{name}.up", HIDDEN_SIZE, TRANSFORMER_MLP_SIZE)
+        # GELU, exact: opset 17 has no Gelu operator; TensorRT fuses these pointwise operations.
+        gelu = layer(
+            "Mul", layer("Mul", x, half), layer("Add", layer("Erf", layer("Div", x, sqrt2)), one)
+        )
+        return linear(gelu, f"{name}.down", TRANSFORMER_MLP_SIZE, HIDDEN_SIZE)
+
+    # Token embeddings (Gather takes the int32 ids as they are) plus learned position embeddings,
+    # the first `sequence` rows of a table of MAX_SEQUENCE: Shape and Slice, so that the sequence
+    # length is free up to MAX_SEQUENCE.
+    tokens = rng.standard_normal((VOCABULARY_SIZE, HIDDEN_SIZE), np.float32)
+    positions = rng.standard_normal((MAX_SEQUENCE, HIDDEN_SIZE), np.float32)
+    zero = constant("zero_index", [0], np.int64)
+    one_index, two_index = (
+        constant("one_index", [1], np.int64),
+        constant("two_index", [2], np.int64),
+    )
+    sequence = layer("Slice", layer("Shape", ids), one_index, two_index)
+    position = layer("Slice", constant("position_embeddings", positions), zero, sequence, zero)
+    x = layer("Add", layer("Gather", constant("token_embeddings", tokens), ids, axis=0), position)
+
+    # The mask as a bias on the keys' scores: 0 for a token, MASKED_SCORE for padding, shaped
+    # [batch, 1 (heads), 1 (queries), sequence (keys)] to broadcast over heads and queries.
+    padding = layer("Sub", one, layer("Cast", mask, to=onnx.TensorProto.FLOAT))
+    key_bias = layer("Mul", padding, constant("masked_score", MASKED_SCORE))
+    key_bias = layer("Unsqueeze", key_bias, constant("head_and_query_axes", [1, 2], np.int64))
+
+    # Pre-norm layers (as in GPT-2 and many models since): each sublayer adds to a residual stream
+    # that no normalization rescales, which keeps seeded random weights well-behaved through every
+    # layer; one normalization at the end gives outputs of order 1.
+    for index in range(TRANSFORMER_LAYERS):
+        name = f"layer{index}"
+        x = layer(
+            "Add",
+            x,
+            attention(layer_norm(x, f"{name}.attention_norm"), key_bias, f"{name}.attention"),
+        )
+        x = layer("Add", x, mlp(layer_norm(x, f"{name}.mlp_norm"), f"{name}.mlp"))
+    states = layer_norm(x, "final_norm")
+    states.name, states.dtype = HIDDEN_STATES_NAME, np.float32
+    states.shape = ("batch", "sequence", HIDDEN_SIZE)
+    graph.outputs = [states]
+
+    model = gs.export_onnx(graph)
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+BUILDERS = {"identity": make_model, "convnet": make_convnet, "transformer": make_transformer}
+# Where each model is written unless --output says otherwise.
+DEFAULT_PATHS = {**MODELS, "transformer": TRANSFORMER_PATH}
 
 
 def write_model(name, path) -> None:
@@ -117,7 +252,7 @@ def parse_args(argv=None):
         help="where to write the model (default: dynamic_<model>.onnx here)",
     )
     args = parser.parse_args(argv)
-    args.output = args.output or MODELS[args.model]
+    args.output = args.output or DEFAULT_PATHS[args.model]
     return args
 
 

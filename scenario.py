@@ -22,6 +22,21 @@ CONVNET_PATH = HERE / "dynamic_convnet.onnx"
 # The models the scripts know by name.
 MODELS = {"identity": MODEL_PATH, "convnet": CONVNET_PATH}
 
+# A transformer encoder whose batch and sequence length are both dynamic: the dynamic shapes people
+# bring to TensorRT beyond the batch. Not in MODELS: the scripts serve a model with one input whose
+# batch alone is dynamic, and this one has two inputs of two dynamic dimensions. 14 MB of seeded
+# weights, built on demand (build_model.py --model transformer).
+TRANSFORMER_PATH = HERE / "dynamic_transformer.onnx"
+# Its inputs, int32 [batch, sequence] each, and its output, float32 [batch, sequence, hidden]. The
+# names are those of Hugging Face's exported encoders, so a user's own export reads the same.
+TOKEN_IDS_NAME = "input_ids"
+ATTENTION_MASK_NAME = "attention_mask"
+HIDDEN_STATES_NAME = "last_hidden_state"
+VOCABULARY_SIZE = 1000
+# The longest sequence its position embeddings cover: a profile's max sequence is at most this.
+MAX_SEQUENCE = 512
+HIDDEN_SIZE = 256
+
 INPUT_NAME = "X"
 OUTPUT_NAME = "Y"
 IMAGE_SHAPE = (3, 28, 28)
@@ -86,6 +101,16 @@ def check_batch_fits(use_case: str, batch: int) -> None:
 def random_images(batch: int, seed: int = 0) -> np.ndarray:
     """A batch of random images for the model's input."""
     return random_batch(MODEL_INPUT, batch, seed)
+
+
+def random_tokens(batch: int, sequence: int, seed: int = 0) -> dict:
+    """The transformer's inputs for `batch` sequences of `sequence` random tokens, none of them
+    padding: {input name: int32 array [batch, sequence]}."""
+    rng = np.random.default_rng(seed)
+    return {
+        TOKEN_IDS_NAME: rng.integers(0, VOCABULARY_SIZE, (batch, sequence), dtype=np.int32),
+        ATTENTION_MASK_NAME: np.ones((batch, sequence), np.int32),
+    }
 
 
 def check_identity(inputs: np.ndarray, outputs: np.ndarray) -> None:
