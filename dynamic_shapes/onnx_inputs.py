@@ -1,5 +1,6 @@
-"""What an ONNX model's input and outputs look like: one input, each tensor with a dynamic batch
-first and fixed dimensions after it. Read from the file alone; nothing is built or run."""
+"""What an ONNX model's inputs and outputs look like: for serving, one input, each tensor with a
+dynamic batch first and fixed dimensions after it; for profiles, every input's dimensions, fixed or
+dynamic. Read from the file alone; nothing is built or run."""
 
 from pathlib import Path
 
@@ -87,3 +88,24 @@ def tensor_dtype(tensor, path, role) -> np.dtype:
             f"{role} {tensor.name} of {path} has element type "
             f"{tensor.type.tensor_type.elem_type}, which has no NumPy dtype"
         ) from None
+
+
+def read_input_dimensions(model_path) -> dict:
+    """Every input of an ONNX model (its initializers aside) and its dimensions, in order: {name:
+    [size, ...]} with None for a dynamic dimension, named or not, and the size for a fixed one;
+    ValueError where the file holds no model or an input has no shape."""
+    path, model = Path(model_path), load_graph(model_path)
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = {}
+    for tensor in model.graph.input:
+        if tensor.name in initializers:
+            continue
+        if not tensor.type.tensor_type.HasField("shape"):
+            raise ValueError(
+                f"input {tensor.name} of {path} has no shape; export the model with input shapes"
+            )
+        inputs[tensor.name] = [
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in tensor.type.tensor_type.shape.dim
+        ]
+    return inputs
