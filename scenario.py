@@ -36,6 +36,18 @@ VOCABULARY_SIZE = 1000
 # The longest sequence its position embeddings cover: a profile's max sequence is at most this.
 MAX_SEQUENCE = 512
 HIDDEN_SIZE = 256
+# Its profiles, as Polygraphy's options give them (each option once per profile, in order): short
+# online requests one at a time; batched requests of any length, tuned for 8 sequences of 128;
+# and full offline batches of the longest sequences.
+TRANSFORMER_PROFILE_OPTIONS = (
+    "--trt-min-shapes input_ids:[1,1] attention_mask:[1,1] "
+    "--trt-opt-shapes input_ids:[1,16] attention_mask:[1,16] "
+    "--trt-max-shapes input_ids:[1,64] attention_mask:[1,64] "
+    "--trt-min-shapes input_ids:[1,1] attention_mask:[1,1] "
+    "--trt-opt-shapes input_ids:[8,128] attention_mask:[8,128] "
+    "--trt-max-shapes input_ids:[32,512] attention_mask:[32,512] "
+    "--trt-min-shapes input_ids:[32,512] attention_mask:[32,512]"
+)
 
 INPUT_NAME = "X"
 OUTPUT_NAME = "Y"

@@ -159,3 +159,16 @@ def test_onnx_runtime_agrees_with_onnx_reference_on_the_transformer(transformer,
     feed = padded(random_tokens(2, 9, seed=5), 12)
     (expected,) = ReferenceEvaluator(str(transformer)).run(None, feed)
     assert mismatch(reference(feed), {HIDDEN_STATES_NAME: expected}, exact=False) is None
+
+
+def test_its_profiles_in_polygraphy_syntax_fit_the_model(transformer):
+    from dynamic_shapes.profiles import profile_shapes, profiles_from_command_line
+    from scenario import TRANSFORMER_PROFILE_OPTIONS
+
+    profiles = profile_shapes(profiles_from_command_line(TRANSFORMER_PROFILE_OPTIONS, transformer))
+    assert [shapes[TOKEN_IDS_NAME] for shapes in profiles] == [
+        ((1, 1), (1, 16), (1, 64)),
+        ((1, 1), (8, 128), (32, 512)),
+        ((32, MAX_SEQUENCE),) * 3,
+    ]
+    assert all(shapes[ATTENTION_MASK_NAME] == shapes[TOKEN_IDS_NAME] for shapes in profiles)
