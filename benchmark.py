@@ -40,7 +40,7 @@ import numpy as np
 
 from build_model import ensure_model
 from dynamic_shapes import cli
-from dynamic_shapes.dispatch import Dispatcher, choose_profile
+from dynamic_shapes.dispatch import Dispatcher
 from dynamic_shapes.engines import (
     batch_ranges,
     context_memory_size,
@@ -61,6 +61,7 @@ from dynamic_shapes.gpu import (
 )
 from dynamic_shapes.onnx_inputs import read_model_input
 from dynamic_shapes.reference import OnnxRuntimeReference, largest_difference, mismatch
+from dynamic_shapes.serving.planning import choose_profile
 from dynamic_shapes.tensors import random_batch
 from scenario import (
     HERE,

@@ -2,7 +2,8 @@
 What the scripts beside this package share, one module a concern. Modules import downwards only:
 
     triton        Triton model repositories for a saved engine              (serving floor)
-    dispatch      serving any batch size on an engine's profiles           (serving floor)
+    dispatch      where the Dispatcher is imported from                     (serving floor)
+    serving       serving any batch size on an engine's profiles, a module a concern
     arrays        where a request's arrays live: pageable, page-locked, GPU
     engines       building, saving, loading and reusing an engine; contexts
     reference     ONNX Runtime on the CPU, and comparing results with it

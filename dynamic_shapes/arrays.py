@@ -19,7 +19,7 @@ DLPACK_CPU, DLPACK_CUDA = 1, 2
 DLPACK_DTYPE_KINDS = {0: "i", 1: "u", 2: "f", 6: "b"}
 # The legacy default stream, as both __cuda_array_interface__ and DLPack number it. CuPy and
 # PyTorch name it for work on their default streams; a DLPack producer is asked to order its
-# work before it. The dispatcher's streams synchronize with it (see dispatch.py).
+# work before it. The dispatcher's streams synchronize with it (see serving/lean_executor.py).
 LEGACY_DEFAULT_STREAM = 1
 
 

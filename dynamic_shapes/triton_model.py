@@ -39,7 +39,7 @@ class TritonPythonModel:
         self.dispatcher = Dispatcher(engine, contexts_per_profile=contexts)
 
     def execute(self, requests):
-        from dynamic_shapes.dispatch import check_request
+        from dynamic_shapes.serving.request_checks import check_request
 
         dispatcher = self.dispatcher
         names = [spec.name for spec in dispatcher.inputs]

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from dynamic_shapes.dispatch import check_outputs_fit, check_request, choose_profile, plan_chunks
+from dynamic_shapes.serving.host_memory import check_outputs_fit
+from dynamic_shapes.serving.planning import choose_profile, plan_chunks
+from dynamic_shapes.serving.request_checks import check_request
 from dynamic_shapes.tensors import TensorSpec
 from scenario import MODEL_INPUT, random_images, scenario_ranges
 

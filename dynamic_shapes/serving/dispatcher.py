@@ -1,0 +1,304 @@
+"""The Dispatcher: execution contexts for every profile of an engine, serving requests of any
+batch size, each chunk on the profile that fits it (docs/serving.md is the guide)."""
+
+import logging
+import queue
+import threading
+import weakref
+
+import numpy as np
+
+from dynamic_shapes.arrays import ON_GPU, PAGEABLE, Tensor
+from dynamic_shapes.engines import batch_ranges, create_contexts
+from dynamic_shapes.gpu import page_locked_empty
+from dynamic_shapes.serving.engine_io import engine_io, starts_on_profile_0
+from dynamic_shapes.serving.host_memory import check_outputs_fit
+from dynamic_shapes.serving.lean_executor import LeanExecutor
+from dynamic_shapes.serving.planning import plan_chunks
+from dynamic_shapes.serving.pools import CLOSED_WHILE_WAITING, take
+from dynamic_shapes.serving.prepared import PreparedRequest, release_prepared
+from dynamic_shapes.serving.request_checks import by_name, check_request, check_tensor, locate
+from dynamic_shapes.serving.runner_executor import RunnerExecutor
+from scenario import PROFILES
+
+log = logging.getLogger(__name__)
+
+# The engines a Dispatcher serves now. Its contexts hold every profile; a second dispatcher's
+# contexts would ask for them again, which TensorRT 8.6 refuses without profile sharing.
+_engines_in_use = {}  # id(engine) -> engine, which keeps the id from being reused
+_engines_lock = threading.Lock()
+
+PATHS = ("lean", "runner")
+PLANS_KEPT = 1024
+
+
+class Dispatcher:
+    """Execution contexts for every profile of `engine`, serving requests of any batch size.
+
+    Every input and output of the engine needs the batch as its first dimension. `use_cases`
+    names its profiles, in index order (by default the scenario's, when the engine has as many
+    profiles, else "profile 0", "profile 1", ...). `path` is "lean" or "runner"; `cuda_graphs`
+    applies to the lean path. `contexts_per_profile` > 1 needs profile sharing (docs/serving.md).
+    """
+
+    def __init__(
+        self,
+        engine,
+        use_cases=None,
+        path="lean",
+        cuda_graphs=True,
+        contexts_per_profile=1,
+    ):
+        if path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+        if not isinstance(contexts_per_profile, int) or contexts_per_profile < 1:
+            raise ValueError(f"contexts_per_profile must be 1 or more, got {contexts_per_profile}")
+        count = engine.num_optimization_profiles
+        if use_cases is None:
+            use_cases = (
+                PROFILES if count == len(PROFILES) else [f"profile {i}" for i in range(count)]
+            )
+        if len(use_cases) != count:
+            raise ValueError(
+                f"the engine has {count} profiles, but {len(use_cases)} use cases were named"
+            )
+        self.use_cases = list(use_cases)
+        self.path = path
+        self.closed = False  # a flag: every request reads it, and that must cost little
+        self._cuda_graphs = cuda_graphs and path == "lean"
+        # Whether the engine lets a prepared request have contexts of its own: None until known.
+        self._profiles_shared = None
+        self._own_lock = threading.Lock()
+        self._plans = {}  # batch -> its chunks: a dict lookup is cheaper than plan_chunks' cache
+        self.inputs, outputs = engine_io(engine)
+        self._engine_outputs = outputs
+        # The engine is the source of truth for what each profile accepts.
+        self.ranges = batch_ranges(engine, self.inputs[0].name)
+        with _engines_lock:
+            if id(engine) in _engines_in_use:
+                raise RuntimeError(
+                    "another Dispatcher serves this engine: its contexts hold every profile; "
+                    "close it, or load the engine again for a second one"
+                )
+            _engines_in_use[id(engine)] = engine
+        self.engine = engine  # the contexts need it alive
+        self._executors, self._pools = [], []
+        self._by_profile = []  # each profile's executors
+        # Runs once: at close(), or when a dispatcher nobody closed is garbage-collected, so
+        # that neither its GPU memory nor its claim on the engine outlives it.
+        self._release = weakref.finalize(self, release, self._executors, self._pools, engine)
+        try:
+            contexts = create_contexts(engine, count * contexts_per_profile)
+            # The first context claimed profile 0 when it was created, before the second was.
+            problem = None
+            if not starts_on_profile_0(contexts[0]):
+                problem = RuntimeError(
+                    "another execution context of this engine holds its profiles, and the "
+                    "engine does not share profiles: free that context first, or (on TensorRT "
+                    "8.6) build the engine with the PROFILE_SHARING_0806 preview feature"
+                )
+            elif contexts_per_profile > 1 and not starts_on_profile_0(contexts[1]):
+                problem = ValueError(
+                    f"contexts_per_profile={contexts_per_profile} needs an engine that shares "
+                    "profiles; on TensorRT 8.6, build it with the PROFILE_SHARING_0806 preview "
+                    "feature (engines.build_engine does)"
+                )
+            if problem is not None:
+                contexts.clear()  # so that the error's traceback does not keep them alive
+                raise problem
+            for index in range(count):
+                pool = queue.SimpleQueue()  # the profile's free executors
+                for context in contexts[index::count]:
+                    if path == "runner":
+                        executor = RunnerExecutor(
+                            context, index, self.ranges[index], self.inputs, outputs
+                        )
+                    else:
+                        executor = LeanExecutor(
+                            context, index, self.ranges[index], self.inputs, outputs,
+                            cuda_graphs,
+                        )  # fmt: skip
+                    self._executors.append(executor)
+                    pool.put(executor)
+                self._pools.append((pool, contexts_per_profile))
+                self._by_profile.append(self._executors[-contexts_per_profile:])
+            specs = {tuple(executor.outputs) for executor in self._executors}
+            if len(specs) != 1:
+                raise ValueError(f"the outputs' shapes differ between profiles: {specs}")
+            self.outputs = list(specs.pop())
+        except BaseException:
+            self.close()
+            raise
+
+    def infer(self, request, out=None):
+        """Runs the request: an array, or {input name: array} (required for several inputs),
+        NumPy or GPU arrays. Returns the outputs in arrays the caller owns (NumPy), or in `out`:
+        arrays of the output's dtype and shape for this batch, NumPy or GPU, as one array or
+        {output name: array}. A model with one output gives an array, with several a dict."""
+        if self.closed:
+            raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
+        sources = check_request(request, self.inputs)
+        batch = sources[0].shape[0]
+        targets, result = self._targets(out, batch)
+        if self.path == "runner" and any(t.kind == ON_GPU for t in (*sources, *targets)):
+            raise ValueError("the runner path serves NumPy arrays; use path='lean' for GPU arrays")
+        if self.path == "lean":
+            for tensor in (*sources, *targets):
+                locate(tensor)
+        for index, start, size in self._plan(batch):
+            pool = self._pools[index][0]
+            executor = take(pool, CLOSED_WHILE_WAITING)
+            try:
+                executor.run(sources, targets, start, size)
+            finally:
+                pool.put(executor)
+        return result
+
+    def _plan(self, batch) -> tuple:
+        """The request's chunks (plan_chunks), kept for the batch sizes that come back."""
+        plan = self._plans.get(batch)
+        if plan is None:
+            plan = plan_chunks(batch, self.ranges)
+            if len(self._plans) < PLANS_KEPT:
+                self._plans[batch] = plan
+        return plan
+
+    def _targets(self, out, batch) -> tuple:
+        """The Tensors the outputs go to, and what infer() returns."""
+        if out is None:
+            check_outputs_fit(batch, batch * sum(spec.item_nbytes for spec in self.outputs))
+            arrays = [np.empty((batch, *spec.item_shape), spec.dtype) for spec in self.outputs]
+            result = (
+                arrays[0] if len(arrays) == 1 else dict(zip(self.output_names, arrays, strict=True))
+            )
+            targets = [Tensor(a.shape, a.dtype, host=a, kind=PAGEABLE) for a in arrays]
+            return targets, result
+        targets = []
+        for value, spec in zip(by_name(out, self.outputs, "output"), self.outputs, strict=True):
+            target = check_tensor(value, spec, f"out {spec.name}", writable=True)
+            if target.shape[0] != batch:
+                raise ValueError(
+                    f"out must be {spec.dtype} {(batch, *spec.item_shape)} for this request, "
+                    f"got {target.dtype} {target.shape}"
+                )
+            targets.append(target)
+        return targets, out
+
+    @property
+    def output_names(self) -> list:
+        """The outputs' names, in the order of `outputs`."""
+        return [spec.name for spec in self.outputs]
+
+    def page_locked_inputs(self, batch: int) -> dict:
+        """{input name: array} in page-locked memory for a request of `batch` items: fill them
+        and pass them to infer(), which copies them straight to the GPU. Keep them for the next
+        request: page-locked memory is slow to allocate and scarce."""
+        return {s.name: page_locked_empty((batch, *s.item_shape), s.dtype) for s in self.inputs}
+
+    def page_locked_outputs(self, batch: int) -> dict:
+        """{output name: array} in page-locked memory, for infer()'s `out`."""
+        return {s.name: page_locked_empty((batch, *s.item_shape), s.dtype) for s in self.outputs}
+
+    def prepare(self, batch: int, inputs=None, out=None) -> "PreparedRequest":
+        """A request of `batch` items whose arrays stay where they are, for a caller who serves
+        request after request from the same memory: `inputs` and `out` as for infer(),
+        page-locked or GPU arrays, by default new page-locked ones (`.inputs`, `.outputs`).
+        Everything infer() works out per request is worked out here once, so that
+        PreparedRequest.run() is TensorRT's own loop: the copies, the inference, one
+        synchronize; with CUDA graphs, one graph of a chunk's copies and inference. Its chunks
+        run on execution contexts of the request's own (see docs/serving.md)."""
+        if self.closed:
+            raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
+        if type(batch) is not int or batch < 1:
+            raise ValueError(f"a request needs at least one image, got batch {batch!r}")
+        if self.path != "lean":
+            raise ValueError("prepared requests run on the lean path; use path='lean'")
+        inputs = self.page_locked_inputs(batch) if inputs is None else inputs
+        out = self.page_locked_outputs(batch) if out is None else out
+        sources = check_request(inputs, self.inputs)
+        if sources[0].shape[0] != batch:
+            raise ValueError(f"the inputs hold batch {sources[0].shape[0]}, not {batch}")
+        targets, _ = self._targets(out, batch)
+        for tensor in (*sources, *targets):
+            locate(tensor)
+            if tensor.kind == PAGEABLE:
+                raise ValueError(
+                    "a prepared request needs page-locked arrays (page_locked_inputs, "
+                    "page_locked_outputs) or GPU arrays; pass ordinary arrays to infer()"
+                )
+        chunks = []  # (the pool its executor is taken from, or None: its own; executor, Step)
+        owned = {}  # (profile index, chunk size) -> the request's own executor
+        try:
+            for index, start, size in self._plan(batch):
+                executor = owned.get((index, size)) or self._own_executor(index, size)
+                if executor is not None:
+                    owned[(index, size)] = executor
+                    chunks.append((None, executor, executor.step(sources, targets, start, size)))
+                    continue
+                # The engine does not share profiles: the profile's one context serves the chunk.
+                pool = self._pools[index][0]
+                executor = take(pool, CLOSED_WHILE_WAITING)
+                try:
+                    chunks.append((pool, executor, executor.step(sources, targets, start, size)))
+                finally:
+                    pool.put(executor)
+        except BaseException:
+            release_prepared([step for *_, step in chunks], list(owned.values()))
+            raise
+        return PreparedRequest(self, inputs, out, sources, targets, chunks, list(owned.values()))
+
+    def _own_executor(self, index, size):
+        """An executor on a context of its own for a prepared chunk of `size` items on profile
+        `index`, its shape set once; None where the engine does not share profiles."""
+        with self._own_lock:  # one context at a time: TensorRT's log is silenced meanwhile
+            if self._profiles_shared is False:
+                return None
+            (context,) = create_contexts(self.engine, 1)
+            # Created while the dispatcher's first context holds profile 0.
+            self._profiles_shared = starts_on_profile_0(context)
+        if not self._profiles_shared:
+            log.info(
+                "this engine does not share profiles: prepared requests run on the dispatcher's "
+                "contexts, and replay CUDA graphs only for the profiles of one shape"
+            )
+            return None
+        return LeanExecutor(
+            context, index, (size, size), self.inputs, self._engine_outputs, self._cuda_graphs,
+            staging=False,
+        )  # fmt: skip
+
+    @property
+    def graph_use_cases(self) -> list:
+        """The use cases whose requests replay a CUDA graph."""
+        return [
+            use_case
+            for use_case, executors in zip(self.use_cases, self._by_profile, strict=True)
+            if any(getattr(executor, "uses_graph", False) for executor in executors)
+        ]
+
+    def close(self) -> None:
+        """Waits for the requests in flight, then frees every context, buffer, stream and
+        graph; prepared requests free the contexts of their own when they are closed or
+        collected. Safe to call more than once."""
+        self.closed = True
+        self._release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def release(executors: list, pools: list, engine) -> None:
+    """Closes a dispatcher's executors once no request uses them, and lets another dispatcher
+    serve its engine."""
+    for pool, count in pools:
+        for _ in range(count):
+            pool.get()  # each executor, once its request is done
+        pool.put(None)  # tells requests that wait now that the dispatcher is closed
+    while executors:
+        executors.pop().close()
+    with _engines_lock:
+        if _engines_in_use.get(id(engine)) is engine:
+            del _engines_in_use[id(engine)]

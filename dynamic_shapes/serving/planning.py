@@ -1,0 +1,40 @@
+"""Which profile serves a batch, and how a batch no profile accepts is split into chunks.
+
+The splitting rule: take the largest batch size that some profile accepts and that is no
+larger than what remains of the request, and repeat until nothing remains. Each chunk then goes
+to the narrowest profile that accepts its size.
+"""
+
+import functools
+
+
+def choose_profile(batch: int, ranges) -> int | None:
+    """The index of the narrowest (min, max) range that accepts `batch`; None if none does.
+    Ties go to the lower index."""
+    fitting = [
+        (high - low, index) for index, (low, high) in enumerate(ranges) if low <= batch <= high
+    ]
+    return min(fitting)[1] if fitting else None
+
+
+@functools.lru_cache(maxsize=1024)
+def plan_chunks(batch: int, ranges: tuple) -> tuple:
+    """Splits a batch into (profile index, start, size) chunks by the splitting rule above.
+
+    `ranges` holds each profile's (min, max) batch size, in profile-index order.
+    """
+    if batch < 1:
+        raise ValueError(f"a request needs at least one image, got batch {batch}")
+    chunks, start = [], 0
+    while start < batch:
+        remaining = batch - start
+        size = max((min(high, remaining) for low, high in ranges if low <= remaining), default=0)
+        if size == 0:
+            accepted = ", ".join(f"{low}..{high}" for low, high in ranges)
+            raise ValueError(
+                f"batch {batch} cannot be split into chunks the profiles accept: {remaining} "
+                f"images would remain, and the profiles accept batch sizes {accepted}"
+            )
+        chunks.append((choose_profile(size, ranges), start, size))
+        start += size
+    return tuple(chunks)
