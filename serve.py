@@ -45,6 +45,8 @@ DEFAULT_INSTANCES = 1
 READY_TIMEOUT_S = 300  # building every context and graph of a large engine takes a while
 STOP_TIMEOUT_S = 30
 PYTRITON_INSTALL = "python3 -m pip install -r requirements-triton.txt"
+# The model Triton's Python backend runs, copied into the repository as 1/model.py.
+TRITON_MODEL = HERE / "triton_model" / "model.py"
 
 
 def batch_size_list(text) -> list:
@@ -136,7 +138,7 @@ def write_repository(args, folder) -> Path:
         f"{record['gpu']}:\nTriton's Python environment needs that TensorRT version, and "
         "requirements.txt."
     )
-    return write_python_repository(folder, config, args.engine, HERE / "scenario.py", comment)
+    return write_python_repository(folder, config, TRITON_MODEL, args.engine, comment)
 
 
 def tritonserver() -> tuple[Path, Path, Path]:

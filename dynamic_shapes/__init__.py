@@ -14,6 +14,10 @@ What the scripts beside this package share, one module a concern. Modules import
     tensors       a tensor's name, dtype and per-item shape; random batches
 
 The scenario itself (the three use cases and their profiles) is scenario.py, beside
-example.py, where the walkthrough's reader finds it. TensorRT and CUDA are imported only
-inside the functions that need them, so everything that needs no GPU works without one.
+example.py, where the walkthrough's reader finds it. The package imports no script: the
+scripts pass the scenario's names in, and what they leave out comes from the engine (its
+inputs; profiles named "profile 0", "profile 1", ...). The model Triton's Python backend runs,
+which only Triton can import, is triton_model/model.py, outside the package. TensorRT and CUDA
+are imported only inside the functions that need them, so everything that needs no GPU works
+without one.
 """

@@ -1,5 +1,5 @@
 """Model repositories for Triton Inference Server, written for a saved engine: one for Triton's
-Python backend, which serves the engine through the dispatcher (triton_model.py), and one for
+Python backend, which serves the engine through the dispatcher (triton_model/model.py), and one for
 Triton's TensorRT backend, which serves the engine itself.
 
 For the Python backend, one model: the dispatcher splits any batch among the profiles, so the
@@ -121,9 +121,9 @@ def python_config(
     return config
 
 
-def write_python_repository(folder, config, engine_path, scenario_path, comment: str) -> Path:
-    """Writes the Python-backend model: config.pbtxt, and in version 1 model.py, the engine and
-    its record, and the dynamic_shapes package with scenario.py, which it imports. Returns the
+def write_python_repository(folder, config, model_file, engine_path, comment: str) -> Path:
+    """Writes the Python-backend model: config.pbtxt, and in version 1 `model_file` as model.py,
+    the engine and its record, and the dynamic_shapes package, which it imports. Returns the
     model's folder."""
     from dynamic_shapes.engines import record_path
 
@@ -131,8 +131,8 @@ def write_python_repository(folder, config, engine_path, scenario_path, comment:
     version = model / "1"
     version.mkdir(parents=True, exist_ok=True)
     write_atomically(model / "config.pbtxt", config_text(config, comment).encode())
-    write_atomically(version / "model.py", (PACKAGE / "triton_model.py").read_bytes())
-    for source in (Path(engine_path), record_path(engine_path), Path(scenario_path)):
+    write_atomically(version / "model.py", Path(model_file).read_bytes())
+    for source in (Path(engine_path), record_path(engine_path)):
         write_atomically(version / source.name, source.read_bytes())
     package = version / PACKAGE.name
     if package.exists():

@@ -35,11 +35,13 @@ def dispatcher(engine, request):
 
 
 def test_graphs_serve_the_static_profiles(engine):
-    with Dispatcher(engine, contexts_per_profile=2) as dispatcher:
+    # The scenario names the profiles; the dispatcher would call them "profile 0", ...
+    use_cases = list(PROFILES)
+    with Dispatcher(engine, use_cases, contexts_per_profile=2) as dispatcher:
         assert dispatcher.graph_use_cases == ["low latency", "offline"]
-    with Dispatcher(engine, path="lean", cuda_graphs=True) as dispatcher:
+    with Dispatcher(engine, use_cases, path="lean", cuda_graphs=True) as dispatcher:
         assert dispatcher.graph_use_cases == ["low latency", "offline"]
-    with Dispatcher(engine, path="lean", cuda_graphs=False) as dispatcher:
+    with Dispatcher(engine, use_cases, path="lean", cuda_graphs=False) as dispatcher:
         assert dispatcher.graph_use_cases == []
 
 

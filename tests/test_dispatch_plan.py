@@ -10,6 +10,7 @@ from dynamic_shapes.tensors import TensorSpec
 from scenario import MODEL_INPUT, random_images, scenario_ranges
 
 RANGES = tuple(scenario_ranges().values())
+SCENARIO_INPUT = [MODEL_INPUT]  # the engine's inputs, as the dispatcher passes them
 
 
 @pytest.mark.parametrize(
@@ -70,11 +71,12 @@ def test_a_batch_that_cannot_be_split_is_refused_with_the_ranges():
 
 def test_check_request_accepts_an_array_or_a_feed_dict_and_converts_nothing():
     images = random_images(3)
-    (tensor,) = check_request(images)
+    (tensor,) = check_request(images, SCENARIO_INPUT)
     assert tensor.host is images and tensor.kind is None  # where it lives: asked of CUDA later
-    assert check_request({"X": images})[0].host is images
+    assert check_request({"X": images}, SCENARIO_INPUT)[0].host is images
     strided = random_images(6)[::2]
-    (tensor,) = check_request(strided)  # non-contiguous input is served, not refused
+    # Non-contiguous input is served, not refused.
+    (tensor,) = check_request(strided, SCENARIO_INPUT)
     assert tensor.host is strided
 
 
@@ -89,10 +91,10 @@ class GpuArray:
 
 
 def test_gpu_arrays_are_read_in_place_and_their_stream_is_kept():
-    (tensor,) = check_request(GpuArray((2, 3, 28, 28), stream=7))
+    (tensor,) = check_request(GpuArray((2, 3, 28, 28), stream=7), SCENARIO_INPUT)
     assert (tensor.on_gpu, tensor.address, tensor.stream) == (True, 2**20, 7)
     # Strides that describe a C-contiguous array are fine, also where a dimension is 1.
-    check_request(GpuArray((1, 3, 28, 28), strides=(999, 3136, 112, 4)))
+    check_request(GpuArray((1, 3, 28, 28), strides=(999, 3136, 112, 4)), SCENARIO_INPUT)
 
 
 TWO_INPUTS = [
@@ -165,7 +167,7 @@ EXPECTED = "X float32 [batch, 3, 28, 28]"
 )
 def test_check_request_refuses_with_what_was_expected(request_, message):
     with pytest.raises(ValueError) as error:
-        check_request(request_)
+        check_request(request_, SCENARIO_INPUT)
     assert str(error.value) == message
 
 

@@ -46,11 +46,12 @@ def test_the_repository_holds_the_model_its_engine_and_what_it_imports(engine, t
     (group,) = config.instance_group
     assert (group.kind, group.count) == (mc.ModelInstanceGroup.KIND_GPU, 1)
     version = model / "1"
-    source = HERE / "dynamic_shapes" / "triton_model.py"
+    source = HERE / "triton_model" / "model.py"
     assert (version / "model.py").read_bytes() == source.read_bytes()
     assert (version / "dynamic_identity.engine").read_bytes() == ENGINE_BYTES
     assert (version / "dynamic_identity.engine.json").is_file()
-    assert (version / "scenario.py").read_bytes() == (HERE / "scenario.py").read_bytes()
+    # The served model imports the library alone: the scenario stays with the scripts.
+    assert not (version / "scenario.py").exists()
     assert (version / "dynamic_shapes" / "dispatch.py").is_file()
     assert not list(version.rglob("__pycache__"))
 

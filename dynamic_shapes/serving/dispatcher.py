@@ -19,7 +19,6 @@ from dynamic_shapes.serving.pools import CLOSED_WHILE_WAITING, take
 from dynamic_shapes.serving.prepared import PreparedRequest, release_prepared
 from dynamic_shapes.serving.request_checks import by_name, check_request, check_tensor, locate
 from dynamic_shapes.serving.runner_executor import RunnerExecutor
-from scenario import PROFILES
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +35,9 @@ class Dispatcher:
     """Execution contexts for every profile of `engine`, serving requests of any batch size.
 
     Every input and output of the engine needs the batch as its first dimension. `use_cases`
-    names its profiles, in index order (by default the scenario's, when the engine has as many
-    profiles, else "profile 0", "profile 1", ...). `path` is "lean" or "runner"; `cuda_graphs`
-    applies to the lean path. `contexts_per_profile` > 1 needs profile sharing (docs/serving.md).
+    names its profiles, in index order (by default "profile 0", "profile 1", ...); the inputs
+    are read from the engine. `path` is "lean" or "runner"; `cuda_graphs` applies to the lean
+    path. `contexts_per_profile` > 1 needs profile sharing (docs/serving.md).
     """
 
     def __init__(
@@ -55,9 +54,7 @@ class Dispatcher:
             raise ValueError(f"contexts_per_profile must be 1 or more, got {contexts_per_profile}")
         count = engine.num_optimization_profiles
         if use_cases is None:
-            use_cases = (
-                PROFILES if count == len(PROFILES) else [f"profile {i}" for i in range(count)]
-            )
+            use_cases = [f"profile {i}" for i in range(count)]
         if len(use_cases) != count:
             raise ValueError(
                 f"the engine has {count} profiles, but {len(use_cases)} use cases were named"

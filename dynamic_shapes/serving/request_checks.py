@@ -9,7 +9,6 @@ import numpy as np
 from dynamic_shapes.arrays import PAGE_LOCKED, PAGEABLE, Tensor, describe
 from dynamic_shapes.gpu import page_locked_address
 from dynamic_shapes.tensors import TensorSpec
-from scenario import MODEL_INPUT
 
 
 def check_tensor(value, spec: TensorSpec, what: str, writable=False) -> Tensor:
@@ -53,7 +52,7 @@ def by_name(value, specs, what: str) -> list:
     return [value]
 
 
-def check_request(request, specs=(MODEL_INPUT,)) -> list:
+def check_request(request, specs) -> list:
     """A request's Tensors in `specs` order, checked: names, dtypes, shapes, and one batch size
     for all of them. ValueError says what was expected."""
     if type(request) is np.ndarray and len(specs) == 1:  # one array for the one input

@@ -1,8 +1,10 @@
 """
 The engine served by Triton's Python backend, through the dispatcher: copied as `1/model.py`
-into the model repository triton.write_python_repository writes, beside the engine and a copy
-of the dynamic_shapes package, so that the repository runs as it is in NVIDIA's Triton
-container (which must carry the TensorRT the engine was built with).
+into the model repository serve.py writes (dynamic_shapes.triton.write_python_repository),
+beside the engine and a copy of the dynamic_shapes package, so that the repository runs as it
+is in NVIDIA's Triton container (which must carry the TensorRT the engine was built with). It
+imports triton_python_backend_utils, which only Triton provides: it lives here, beside the
+library rather than in it.
 
 Triton's dynamic batcher hands `execute` the requests it gathered; they run as one batch, which
 the dispatcher splits among the profiles as it splits any batch, so that a batch no profile
