@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from polygraphy.backend.trt import Profile
 
+from dynamic_shapes.serving.planning import describe_batch_ranges
 from dynamic_shapes.tensors import TensorSpec, random_batch
 
 HERE = Path(__file__).resolve().parent
@@ -85,14 +86,6 @@ def profiles_for(spec: TensorSpec) -> dict:
 # What example.py builds: e.g. "dynamic batching" is X min=(1, 3, 28, 28), opt=(4, 3, 28, 28),
 # max=(32, 3, 28, 28).
 PROFILES = profiles_for(MODEL_INPUT)
-
-
-def describe_batch_ranges(ranges: dict) -> str:
-    """'low latency 1, dynamic batching 1..32, offline 128' for {name: (min, max)}."""
-    return ", ".join(
-        f"{name} {low}" if low == high else f"{name} {low}..{high}"
-        for name, (low, high) in ranges.items()
-    )
 
 
 def scenario_ranges() -> dict:

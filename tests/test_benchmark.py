@@ -11,6 +11,10 @@ import onnx_graphsurgeon as gs
 import pytest
 
 import benchmark
+from dynamic_shapes.measure.convenience import BASELINE, COPIES, GPU_BASELINE, GRAPH_FLOOR
+from dynamic_shapes.measure.report import latency_panels, report
+from dynamic_shapes.measure.sections import CONVENIENCE_BATCHES, SECTIONS
+from dynamic_shapes.measure.timing import summarize
 from dynamic_shapes.onnx_inputs import read_model_input
 from scenario import CONVNET_PATH, MODEL_PATH
 from tests.support import run_script
@@ -63,7 +67,7 @@ def test_arguments_defaults_and_quick():
     assert args.narrow_vs_wide_batches == (1, 4, 16, 32, 128)
     assert args.convenience_batches == (1, 4, 32, 128)
     assert args.contexts_batches == (4, 128)
-    assert args.sections == benchmark.SECTIONS
+    assert args.sections == SECTIONS
     quick = benchmark.parse_args(["--quick", "--batch-sizes", "2,8", "--sections", "memory"])
     assert (quick.rounds, quick.reps, quick.warmup) == (3, 20, 5)
     assert quick.narrow_vs_wide_batches == quick.convenience_batches == (2, 8)
@@ -94,7 +98,7 @@ def test_bad_arguments_are_refused(argv, message, capsys):
 
 
 def test_summarize_gives_median_and_percentiles_in_microseconds():
-    stats = benchmark.summarize([1000 * i for i in range(1, 101)])  # 1..100 us
+    stats = summarize([1000 * i for i in range(1, 101)])  # 1..100 us
     assert stats["median_us"] == pytest.approx(50.5)
     assert stats["p90_us"] == pytest.approx(90.1)
     assert stats["p99_us"] == pytest.approx(99.01)
@@ -105,7 +109,7 @@ ACCEPTED = "low latency 1, dynamic batching 1..32, offline 128"
 
 
 def stats(median):
-    return benchmark.summarize([median * 1000 + d for d in (-100, 0, 0, 100, 900)])
+    return summarize([median * 1000 + d for d in (-100, 0, 0, 100, 900)])
 
 
 def synthetic_model(wide_us, context_mib):
@@ -151,8 +155,8 @@ def synthetic_model(wide_us, context_mib):
                 1: {
                     "TrtRunner.infer": stats(1200),
                     "dispatcher, GPU-resident": stats(12),
-                    benchmark.BASELINE: stats(20),
-                    benchmark.GPU_BASELINE: stats(10),
+                    BASELINE: stats(20),
+                    GPU_BASELINE: stats(10),
                 }
             },
             "notes": [f"batch 64 left out: no profile accepts it ({ACCEPTED})"],
@@ -188,7 +192,7 @@ def synthetic_results():
 
 
 def test_report_shows_a_table_per_measurement_with_ratios():
-    text = benchmark.report(synthetic_results())
+    text = report(synthetic_results())
     for title in [
         "##### identity: m.onnx, input X float32 [batch, 3, 28, 28]",
         "=== 1. Narrow vs wide profiles, batch 1",
@@ -217,7 +221,7 @@ def test_report_shows_a_table_per_measurement_with_ratios():
 
 
 def test_the_report_puts_the_models_trade_offs_side_by_side():
-    text = benchmark.report(synthetic_results())
+    text = report(synthetic_results())
     table = text[text.index("=== The trade-offs, side by side") :].splitlines()
     assert table[1].split() == ["trade-off", "identity", "convnet"]
     # Columns are two or more spaces apart; a claim has single spaces only.
@@ -226,12 +230,12 @@ def test_the_report_puts_the_models_trade_offs_side_by_side():
     assert rows["4. GPU memory of each execution context, MiB"] == ["0.00", "49.00"]
     assert rows["5. TrtRunner making its context vs given one"] == ["4.00x", "4.00x"]
     one = {"environment": {}, "models": {"identity": synthetic_model(30, 0.0)}}
-    assert "side by side" not in benchmark.report(one)
+    assert "side by side" not in report(one)
 
 
 def test_latency_panels_skip_what_was_not_measured():
     results = synthetic_results()
-    titles = [title for title, _ in benchmark.latency_panels(results)]
+    titles = [title for title, _ in latency_panels(results)]
     assert titles[:5] == [
         "identity: 1. narrow vs wide, batch 1",
         "identity: 6. convenience, batch 1",
@@ -241,7 +245,7 @@ def test_latency_panels_skip_what_was_not_measured():
     ]
     assert len(titles) == 10
     memory = {"memory": results["models"]["identity"]["memory"]}
-    assert benchmark.latency_panels({"models": {"identity": memory}}) == []
+    assert latency_panels({"models": {"identity": memory}}) == []
 
 
 @pytest.mark.gpu
@@ -258,18 +262,18 @@ def test_quick_run_of_both_models_checks_and_writes_every_section(tmp_path):
     assert results["complete"] and list(results["models"]) == ["identity", "dynamic_convnet"]
     assert results["environment"]["tensorrt"]
     for model in results["models"].values():
-        assert set(benchmark.SECTIONS) <= set(model)
+        assert set(SECTIONS) <= set(model)
         for batch, stats in model["convenience"]["by_batch"].items():
-            assert int(batch) in benchmark.CONVENIENCE_BATCHES
+            assert int(batch) in CONVENIENCE_BATCHES
             assert all(s["median_us"] > 0 for s in stats.values())
             # Graph rows through infer() only where the profile is static (batch 1 and 128);
             # prepared requests replay a graph for every batch.
             static = int(batch) in (1, 128)
             assert ("dispatcher, pageable, CUDA graph" in stats) == static
-            assert (benchmark.GRAPH_FLOOR in stats) == static
+            assert (GRAPH_FLOOR in stats) == static
             assert "dispatcher, prepared, page-locked, CUDA graph" in stats
             assert "dispatcher, prepared, GPU-resident, CUDA graph" in stats
-            assert "dispatcher, page-locked" in stats and benchmark.COPIES in stats
+            assert "dispatcher, page-locked" in stats and COPIES in stats
         assert set(model["contexts"]["by_batch"]) == {"4", "128"}
     # Activation memory: none for the identity, some for every context of the convnet.
     assert results["models"]["identity"]["memory"]["context_reported_mib"] == 0

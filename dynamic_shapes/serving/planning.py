@@ -1,4 +1,5 @@
-"""Which profile serves a batch, and how a batch no profile accepts is split into chunks.
+"""Which profile serves a batch, how a batch no profile accepts is split into chunks, and what
+the profiles accept, in words.
 
 The splitting rule: take the largest batch size that some profile accepts and that is no
 larger than what remains of the request, and repeat until nothing remains. Each chunk then goes
@@ -38,3 +39,11 @@ def plan_chunks(batch: int, ranges: tuple) -> tuple:
         chunks.append((choose_profile(size, ranges), start, size))
         start += size
     return tuple(chunks)
+
+
+def describe_batch_ranges(ranges: dict) -> str:
+    """'low latency 1, dynamic batching 1..32, offline 128' for {name: (min, max)}."""
+    return ", ".join(
+        f"{name} {low}" if low == high else f"{name} {low}..{high}"
+        for name, (low, high) in ranges.items()
+    )

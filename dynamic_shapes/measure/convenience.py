@@ -1,0 +1,210 @@
+"""Section 6, the cost of convenience: TrtRunner.infer, the dispatcher's paths in every kind
+of memory, and the bare loops and copies that are the floors under them."""
+
+from functools import partial
+
+import numpy as np
+
+from dynamic_shapes.dispatch import Dispatcher
+from dynamic_shapes.engines import create_contexts, deactivate_runner
+from dynamic_shapes.measure.engines import Engines, close_all
+from dynamic_shapes.measure.timing import interleave, profile_calls
+from dynamic_shapes.serving.planning import choose_profile
+from dynamic_shapes.tensors import random_batch
+
+BASELINE = "bare loop, page-locked"
+# The floors under it: the copies alone, which the link sets, and the inference alone, which
+# is all a GPU-resident request needs.
+COPIES = "bare copies alone, page-locked (no inference)"
+GPU_BASELINE = "bare execute, GPU-resident"
+# For a profile of one shape: the bare loop's copies and inference captured once in a CUDA graph
+# and replayed, the least a request of that size can cost from Python.
+GRAPH_FLOOR = "bare graph replay, page-locked"
+
+
+def stage(request, staged_request, staged_outputs, out):
+    """The host-side work of a staged request, without the GPU: the request copied into
+    page-locked memory, and the outputs copied from page-locked memory into the caller's
+    array, in one thread."""
+    np.copyto(staged_request, request)
+    np.copyto(out, staged_outputs)
+
+
+def gpu_arrays():
+    """CuPy, for the GPU-resident rows, or None where it is not installed."""
+    try:
+        import cupy
+    except ImportError:
+        return None
+    return cupy
+
+
+GPU_ARRAYS_MISSING = (
+    "GPU-resident rows left out: they need CuPy (python3 -m pip install -r "
+    "requirements-gpu-arrays.txt)"
+)
+# Dispatchers measured in section 6, each on an engine of its own.
+DISPATCHERS = {"graphs": {"cuda_graphs": True}, "no graphs": {"cuda_graphs": False}}
+
+
+class Requests:
+    """One request of `batch` images in each kind of memory, with page-locked and GPU arrays
+    for its outputs."""
+
+    def __init__(self, dispatcher, spec, batch, cupy):
+        self.pageable = random_batch(spec, batch, seed=batch)
+        self.pageable_out = dispatcher.infer(self.pageable)
+        self.page_locked = dispatcher.page_locked_inputs(batch)
+        self.page_locked[spec.name][:] = self.pageable
+        self.page_locked_out = dispatcher.page_locked_outputs(batch)
+        self.on_gpu = self.on_gpu_out = None
+        self.prepared = {}  # row name -> PreparedRequest over the arrays above
+        if cupy is not None:
+            self.on_gpu = cupy.asarray(self.pageable)
+            self.on_gpu_out = {
+                s.name: cupy.empty((batch, *s.item_shape), s.dtype) for s in dispatcher.outputs
+            }
+
+
+def dispatcher_variants(dispatchers, index, requests) -> dict:
+    """The dispatcher's rows for a request that profile `index` serves, in each memory, with
+    CUDA graphs and without. Through infer(), a graph serves only a profile of one shape;
+    a prepared request replays one for every profile (on a context of its own for a profile
+    of a range, see docs/serving.md)."""
+    graphs = dispatchers["graphs"]
+    static = graphs.use_cases[index] in graphs.graph_use_cases
+    batch = len(requests.pageable)
+    memories = {"page-locked": (requests.page_locked, requests.page_locked_out)}
+    if requests.on_gpu is not None:
+        memories["GPU-resident"] = (requests.on_gpu, requests.on_gpu_out)
+    variants = {}
+    for name, dispatcher in dispatchers.items():
+        suffix = ", CUDA graph" if name == "graphs" else ""
+        if name == "no graphs" or static:
+            # The default: the caller's ordinary array in, a new array out.
+            variants[f"dispatcher, pageable{suffix}"] = partial(dispatcher.infer, requests.pageable)
+            variants[f"dispatcher, page-locked{suffix}"] = partial(
+                dispatcher.infer, requests.page_locked, out=requests.page_locked_out
+            )
+        for memory, (inputs, out) in memories.items():
+            prepared = dispatcher.prepare(batch, inputs, out=out)
+            if name == "graphs" and not prepared.uses_graphs:  # the same as without graphs
+                prepared.close()
+                continue
+            requests.prepared[f"dispatcher, prepared, {memory}{suffix}"] = prepared
+            variants[f"dispatcher, prepared, {memory}{suffix}"] = prepared.run
+    plain = dispatchers["no graphs"]
+    variants["dispatcher, pageable, out="] = partial(
+        plain.infer, requests.pageable, out=requests.pageable_out
+    )
+    if requests.on_gpu is not None:
+        variants["dispatcher, GPU-resident"] = partial(
+            plain.infer, requests.on_gpu, out=requests.on_gpu_out
+        )
+    return variants
+
+
+def check_dispatchers(reference, dispatchers, requests, batch) -> None:
+    """Checks every dispatcher's outputs, from every kind of memory, against ONNX Runtime."""
+    inputs = requests.pageable
+    for name, dispatcher in dispatchers.items():
+        what = f"dispatcher ({name}), batch {batch}"
+        outputs = dispatcher.infer(inputs)
+        reference.check(f"{what}, pageable", inputs, by_output(dispatcher, outputs))
+        dispatcher.infer(requests.page_locked, out=requests.page_locked_out)
+        reference.check(f"{what}, page-locked", inputs, requests.page_locked_out)
+        if requests.on_gpu is not None:
+            dispatcher.infer(requests.on_gpu, out=requests.on_gpu_out)
+            outputs = {name: array.get() for name, array in requests.on_gpu_out.items()}
+            reference.check(f"{what}, GPU-resident", inputs, outputs)
+    for name, prepared in requests.prepared.items():
+        outputs = prepared.run()
+        if "GPU-resident" in name:
+            outputs = {key: array.get() for key, array in outputs.items()}
+        reference.check(f"{name}, batch {batch}", inputs, outputs)
+
+
+def by_output(dispatcher, outputs) -> dict:
+    """{output name: array} for what Dispatcher.infer returned."""
+    return outputs if isinstance(outputs, dict) else {dispatcher.output_names[0]: outputs}
+
+
+def measure_convenience(engines, reference, settings, progress) -> dict:
+    from polygraphy.backend.trt import TrtRunner
+
+    spec, ranges = engines.spec, engines.ranges
+    runner_engine = Engines.load(engines.narrow)
+    runners = [
+        TrtRunner(context, optimization_profile=index)
+        for index, context in enumerate(create_contexts(runner_engine, len(ranges)))
+    ]
+    for runner in runners:
+        runner.activate()
+    notes, dispatchers = [], {}
+    try:
+        for name, options in DISPATCHERS.items():
+            dispatchers[name] = Dispatcher(Engines.load(engines.narrow), **options)
+    except ValueError as unsupported:
+        close_all(dispatchers.values())
+        dispatchers = {}
+        notes.append(f"dispatcher rows left out: {unsupported}")
+    cupy = gpu_arrays()
+    if cupy is None:
+        notes.append(GPU_ARRAYS_MISSING)
+    pageable = engines.bare_loops(engines.narrow, pinned=False)
+    pinned = engines.bare_loops(engines.narrow, pinned=True)
+    by_batch = {}
+    try:
+        for batch in settings.convenience_batches:
+            index = choose_profile(batch, ranges)
+            if index is None:
+                notes.append(f"batch {batch} left out: no profile accepts it ({engines.accepted})")
+                continue
+            request = random_batch(spec, batch, seed=batch)
+            variants = {"TrtRunner.infer": partial(runners[index].infer, {spec.name: request})}
+            if dispatchers:
+                requests = Requests(dispatchers["no graphs"], spec, batch, cupy)
+                variants.update(dispatcher_variants(dispatchers, index, requests))
+                if "dispatcher, pageable, CUDA graph" not in variants:
+                    notes.append(
+                        f"batch {batch}: CUDA graphs for prepared requests only; its profile "
+                        f"accepts {ranges[index][0]}..{ranges[index][1]}, and a graph replays "
+                        "one shape: infer() captures graphs only for profiles of one shape"
+                    )
+                # What staging costs the CPU: the two copies through page-locked memory.
+                staged = requests.page_locked[spec.name], requests.page_locked_out
+                out = by_output(dispatchers["no graphs"], requests.pageable_out)
+                if len(out) == 1:
+                    ((name, array),) = out.items()
+                    variants["staging copies alone, one thread (no GPU)"] = partial(
+                        stage, request, staged[0], staged[1][name], array
+                    )
+            variants["bare loop, pageable"] = partial(pageable[index].run, batch)
+            variants[BASELINE] = partial(pinned[index].run, batch)
+            variants[COPIES] = partial(pinned[index].run, batch, inference=False)
+            variants[GPU_BASELINE] = partial(pinned[index].run, batch, copies=False)
+            if ranges[index][0] == ranges[index][1]:  # one shape: its request can be a graph
+                if pinned[index].graph_exec is None:
+                    pinned[index].capture(batch)
+                variants[GRAPH_FLOOR] = pinned[index].replay
+            by_batch[batch] = interleave(variants, settings, progress, f"6. batch {batch}")
+
+            reference.check(f"TrtRunner.infer, batch {batch}", request, runners[index].infer(
+                {spec.name: request}))  # fmt: skip
+            if dispatchers:
+                check_dispatchers(reference, dispatchers, requests, batch)
+                close_all(requests.prepared.values())  # and the contexts of their own
+            reference.check_loop("bare loop, pageable", pageable[index], batch)
+            reference.check_loop(BASELINE, pinned[index], batch)
+            if GRAPH_FLOOR in variants:
+                pinned[index].replay()
+                reference.check(f"{GRAPH_FLOOR}, batch {batch}", *pinned[index].last_result())
+        progress("6. profiling TrtRunner.infer")
+        index = choose_profile(1, ranges)
+        feed = {spec.name: random_batch(spec, 1)}
+        top = profile_calls(lambda: runners[index].infer(feed), settings.reps * 2)
+    finally:
+        for runner in runners:
+            deactivate_runner(runner)
+        close_all([*dispatchers.values(), *pageable, *pinned])
+    return {"by_batch": by_batch, "notes": notes, "trtrunner_profile": top}
