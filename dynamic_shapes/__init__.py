@@ -1,8 +1,10 @@
 """
 What the scripts beside this package share, one module a concern. Modules import downwards only:
 
-    triton        Triton model repositories for a saved engine              (serving floor)
-    dispatch      where the Dispatcher is imported from                     (serving floor)
+    stress        the dispatcher under load and through lifecycles (stress.py) (measuring floor)
+    measure       the walkthrough's trade-offs measured (benchmark.py)         (measuring floor)
+    triton        Triton model repositories for a saved engine                 (serving floor)
+    dispatch      where the Dispatcher is imported from                        (serving floor)
     serving       serving any batch size on an engine's profiles, a module a concern
     arrays        where a request's arrays live: pageable, page-locked, GPU
     engines       building, saving, loading and reusing an engine; contexts

@@ -6,6 +6,12 @@ import re
 import pytest
 
 import stress
+from dynamic_shapes.stress.processes import (
+    ANOTHER_PROCESS_FAILED,
+    combine_shares,
+    serve_load_in_processes,
+)
+from dynamic_shapes.stress.verdicts import verdicts
 
 
 def share(served, started, finished, host_before, host_after):
@@ -30,7 +36,7 @@ def share(served, started, finished, host_before, host_after):
 def test_shares_add_up_over_the_time_from_the_first_start_to_the_last_finish():
     args = stress.parse_args(["--processes", "2", "--threads", "3", "--requests", "100"])
     shares = [share(300, 10.0, 14.0, 500.0, 501.0), share(300, 10.5, 15.0, 480.0, 490.0)]
-    load = stress.combine_shares(shares, args)
+    load = combine_shares(shares, args)
     assert (load["requests_served"], load["images_served"], load["errors"]) == (600, 6000, 0)
     assert load["seconds"] == 5.0
     assert load["cpu_cores_busy"] == pytest.approx(0.24)  # 1.2 s of CPU time in 5 s
@@ -45,13 +51,13 @@ def test_shares_add_up_over_the_time_from_the_first_start_to_the_last_finish():
         "prepared_batches": [1], "prepared_device_mib_delta": 0.0, "activations": 1,
         "activations_device_mib_delta": 0.0,
     }  # fmt: skip
-    results = stress.verdicts(load, lifecycle)
+    results = verdicts(load, lifecycle)
     assert [passed for passed, _ in results] == [True, True, True, True, True, True]
     assert "load: 2 processes x 3 threads x 100 requests" in results[0][1]
     # Where MPS served every process, the report says so.
     for one in shares:
         one["mps"] = True
-    text = stress.verdicts(stress.combine_shares(shares, args), lifecycle)[0][1]
+    text = verdicts(combine_shares(shares, args), lifecycle)[0][1]
     assert "load: 2 processes under MPS x 3 threads" in text
     assert "120 requests/s, 1200 images/s" in results[0][1]
     assert "of the process whose memory grew most 480.0 MiB" in results[2][1]
@@ -61,6 +67,6 @@ def test_a_load_process_that_fails_is_reported_and_the_others_stop(tmp_path):
     # Each process loads the engine again; here there is none to load.
     args = stress.parse_args(["--processes", "2", "--engine", str(tmp_path / "missing.engine")])
     with pytest.raises(RuntimeError) as raised:
-        stress.serve_load_in_processes(args, progress=None)
+        serve_load_in_processes(args, progress=None)
     assert re.match(r"load process [01]: \w+", str(raised.value)), raised.value
-    assert stress.ANOTHER_PROCESS_FAILED not in str(raised.value)
+    assert ANOTHER_PROCESS_FAILED not in str(raised.value)
