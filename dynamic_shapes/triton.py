@@ -30,6 +30,7 @@ Configs are built as Triton's own ModelConfig protobuf (tritonclient.grpc.model_
 and written in its text format, config.pbtxt.
 """
 
+import ast
 import shutil
 from pathlib import Path
 
@@ -121,10 +122,38 @@ def python_config(
     return config
 
 
+def package_files(entry) -> list:
+    """The files of the dynamic_shapes package that the Python file `entry` imports, directly or
+    through them, inside functions too, with the __init__.py of every package on the way: what
+    a copy of the package beside `entry` needs, and nothing more."""
+    root = PACKAGE.parent
+    found, todo = set(), [Path(entry)]
+    while todo:
+        path = todo.pop()
+        for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                # `from a.b import c` imports a.b, and a.b.c where c is a module.
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for parts in (name.split(".") for name in names):
+                if parts[0] != PACKAGE.name:
+                    continue
+                for depth in range(1, len(parts) + 1):
+                    module = root.joinpath(*parts[:depth])
+                    for file in (module / "__init__.py", module.with_suffix(".py")):
+                        if file.is_file() and file not in found:
+                            found.add(file)
+                            todo.append(file)
+    return sorted(found)
+
+
 def write_python_repository(folder, config, model_file, engine_path, comment: str) -> Path:
     """Writes the Python-backend model: config.pbtxt, and in version 1 `model_file` as model.py,
-    the engine and its record, and the dynamic_shapes package, which it imports. Returns the
-    model's folder."""
+    the engine and its record, and the modules of the dynamic_shapes package it imports.
+    Returns the model's folder."""
     from dynamic_shapes.engines import record_path
 
     model = Path(folder) / config.name
@@ -137,7 +166,10 @@ def write_python_repository(folder, config, model_file, engine_path, comment: st
     package = version / PACKAGE.name
     if package.exists():
         shutil.rmtree(package)
-    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    for source in package_files(model_file):
+        copy = version / source.relative_to(PACKAGE.parent)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(copy, source.read_bytes())
     return model
 
 

@@ -4,6 +4,7 @@ cannot serve, which must end in one line that says why, with nothing left runnin
 
 import socket
 import subprocess
+import sys
 
 import pytest
 from google.protobuf import text_format
@@ -54,6 +55,28 @@ def test_the_repository_holds_the_model_its_engine_and_what_it_imports(engine, t
     assert not (version / "scenario.py").exists()
     assert (version / "dynamic_shapes" / "dispatch.py").is_file()
     assert not list(version.rglob("__pycache__"))
+
+
+def test_the_repository_carries_the_modules_the_model_imports_and_they_import_alone(
+    engine, tmp_path
+):
+    model, _ = write(engine, tmp_path / "repository")
+    version = model / "1"
+    copied = sorted(
+        ".".join(path.relative_to(version).with_suffix("").parts).removesuffix(".__init__")
+        for path in (version / "dynamic_shapes").rglob("*.py")
+    )
+    assert "dynamic_shapes.serving.lean_executor" in copied
+    # What only the scripts use stays behind.
+    assert "dynamic_shapes.measure" not in copied and "dynamic_shapes.cli" not in copied
+    # Imported from the repository's own folder, as Triton's Python backend imports it.
+    code = "import importlib\n" + "".join(f"importlib.import_module({m!r})\n" for m in copied)
+    code += "import dynamic_shapes; print(dynamic_shapes.__file__)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=version, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(version / "dynamic_shapes" / "__init__.py")
 
 
 def test_the_batcher_is_settable_and_can_be_turned_off(engine, tmp_path):
