@@ -17,11 +17,16 @@ import sys
 from pathlib import Path
 
 from dynamic_shapes import cli
-from dynamic_shapes.engines import read_record, sha256_of
+from dynamic_shapes.engines import read_record
 from dynamic_shapes.onnx_inputs import read_model_input, read_model_outputs
 from dynamic_shapes.triton import (
     DEFAULT_QUEUE_DELAY_US,
+    UINT64_MAX,
     batch_ranges_of,
+    check_built_from,
+    model_name_for,
+    replace_repository,
+    repository_folder,
     tensorrt_configs,
     write_tensorrt_repository,
 )
@@ -41,19 +46,27 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--output",
-        type=cli.output_folder,
+        type=cli.checked(repository_folder),
         default="triton_tensorrt",
-        help="the repository folder to write (%(default)s)",
+        help="the repository folder to write: new, empty, or one this script or serve.py "
+        "wrote, which is replaced (%(default)s)",
     )
-    parser.add_argument("--name", help="the model's name in Triton (default: the engine's stem)")
+    parser.add_argument(
+        "--name",
+        help="the model's name in Triton (default: the engine's stem): letters, digits, '_', "
+        "'.' and '-'",
+    )
     parser.add_argument(
         "--max-queue-delay-us",
-        type=cli.non_negative,
+        type=cli.integer_in(0, UINT64_MAX),
         default=DEFAULT_QUEUE_DELAY_US,
         help="how long the dynamic batcher may hold a request to gather a batch (%(default)s)",
     )
     args = parser.parse_args(argv)
-    args.name = args.name or args.engine.name.split(".")[0]
+    try:
+        args.name = model_name_for(args.name, args.engine)
+    except ValueError as error:
+        parser.error(f"argument --name: {error}")
     return args
 
 
@@ -65,14 +78,11 @@ def main(argv=None) -> int:
 def export(args) -> None:
     record = read_record(args.engine)
     inputs, outputs = [read_model_input(args.model)], read_model_outputs(args.model)
-    if sha256_of(args.model) != record["model_sha256"]:
-        raise ValueError(
-            f"{args.engine.name} was not built from {args.model}: pass the model it was built "
-            "from with --model"
-        )
+    check_built_from(args.engine, record, args.model)
     configs = tensorrt_configs(
         args.name, batch_ranges_of(record), inputs, outputs, args.max_queue_delay_us
     )
+    replace_repository(args.output, "export_triton.py")
     comment = (
         f"Written by export_triton.py for {args.engine.name}, built by TensorRT "
         f"{record['tensorrt']} for {record['gpu']}:\nTriton must run that TensorRT version."

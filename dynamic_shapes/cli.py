@@ -7,6 +7,9 @@ the traceback.
 
 import argparse
 import contextlib
+import ipaddress
+import math
+import re
 import sys
 import threading
 import time
@@ -65,6 +68,55 @@ def non_negative(text) -> int:
     return _integer(text, 0, "0 or more")
 
 
+def integer_in(least: int, most: int):
+    """An argument type for an integer from `least` to `most`: a field of fixed width (a
+    server's 32- or 64-bit one) refused at parse time rather than when it is written."""
+
+    def integer(text) -> int:
+        value = _integer(text, least, f"{least} or more")
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be {most} or less: {text}")
+        return value
+
+    return integer
+
+
+# A TCP port.
+port = integer_in(1, 65535)
+
+
+# A DNS name: labels of letters, digits and '-' (not at either end), joined by dots.
+HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def host(text) -> str:
+    """A host name or an IP address: it becomes part of URLs."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        if len(text) > 253 or not HOSTNAME.fullmatch(text):
+            raise argparse.ArgumentTypeError(f"not a host name or IP address: {text!r}") from None
+    return text
+
+
+def url_host(host: str) -> str:
+    """A host as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def seconds(text) -> float:
+    """A duration: a finite number of seconds above 0 (not nan, not inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds: {text}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
+    return value
+
+
 def _integer(text, least, words) -> int:
     try:
         value = int(text)
@@ -73,6 +125,30 @@ def _integer(text, least, words) -> int:
     if value < least:
         raise argparse.ArgumentTypeError(f"must be {words}: {text}")
     return value
+
+
+def checked(check):
+    """An argument type from a function that returns the value or raises ValueError saying
+    why not."""
+
+    def argument(text):
+        try:
+            return check(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return argument
+
+
+def refuse_shared_ports(parser, args, flags) -> None:
+    """Refuses, as a bad argument, two of `flags` (port options) given the same port: one
+    server cannot listen on one port twice."""
+    seen = {}
+    for flag in flags:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value in seen:
+            parser.error(f"argument {flag}: {value} is the port of {seen[value]} too")
+        seen[value] = flag
 
 
 def output_file(text) -> Path:

@@ -37,6 +37,8 @@ def check_writable(path) -> Path:
     if path.is_dir():
         raise ValueError(f"{path} is a folder; name a file to write")
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder")
     if not folder.is_dir():
         raise ValueError(f"cannot write {path}: there is no folder {folder}")
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -51,6 +53,8 @@ def check_writable_folder(path) -> Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} is a file; name a folder")
     folder = path if path.is_dir() else path.parent
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"cannot write into {path}: {folder} is a file, not a folder")
     if not folder.is_dir():
         raise ValueError(f"cannot write into {path}: there is no folder {folder}")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -31,12 +31,13 @@ and written in its text format, config.pbtxt.
 """
 
 import ast
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from dynamic_shapes.files import write_atomically
+from dynamic_shapes.files import check_writable_folder, write_atomically
 
 # NumPy dtypes and the names of Triton's data types.
 TRITON_TYPES = {
@@ -52,6 +53,93 @@ DEFAULT_QUEUE_DELAY_US = 100
 DEFAULT_MAX_BATCH_SIZE = 1024  # for the Python backend, which splits any batch
 PACKAGE = Path(__file__).resolve().parent
 ALL_PROFILES_SUFFIX = "_all_profiles"
+# The widths of ModelConfig's fields: max_batch_size and preferred_batch_size are int32,
+# max_queue_delay_microseconds uint64, an instance group's count int32.
+INT32_MAX, UINT64_MAX = 2**31 - 1, 2**64 - 1
+# A model's name is a folder of the repository and a part of every URL that names the model.
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+MODEL_NAME_MAX = 100  # and room for ALL_PROFILES_SUFFIX in a file name
+MODEL_NAME_RULE = (
+    f"letters, digits, '_', '.' and '-', up to {MODEL_NAME_MAX}, the first a letter, digit or '_'"
+)
+# A repository the project wrote holds this file, so that it alone is ever replaced.
+REPOSITORY_MARK = ".dynamic_shapes_repository"
+
+
+def check_model_name(name: str) -> str:
+    """Returns `name` if it can name a model in a repository and in URLs, else ValueError
+    saying what a name may hold."""
+    if not MODEL_NAME.fullmatch(name) or len(name) > MODEL_NAME_MAX:
+        raise ValueError(f"{name!r} cannot name a model: use {MODEL_NAME_RULE}")
+    return name
+
+
+def model_name_for(name, engine_path) -> str:
+    """The model's name: `name`, or where it is None the engine's stem, checked as
+    check_model_name checks it."""
+    try:
+        return check_model_name(name or Path(engine_path).name.split(".")[0])
+    except ValueError as error:
+        raise ValueError(f"{error}{'' if name else ' (the engine name gives it)'}") from None
+
+
+def check_batching(max_batch_size: int, preferred) -> None:
+    """ValueError unless Triton accepts this max_batch_size and these preferred batch sizes:
+    each within int32, and none above the max."""
+    if not 1 <= max_batch_size <= INT32_MAX:
+        raise ValueError(f"max batch size {max_batch_size} is not from 1 to {INT32_MAX}")
+    above = [size for size in preferred if size > max_batch_size]
+    if above or any(size < 1 for size in preferred):
+        raise ValueError(
+            f"preferred batch sizes {list(preferred)} must be from 1 to the max batch size "
+            f"{max_batch_size}"
+        )
+
+
+def check_built_from(engine_path, record: dict, model_path) -> None:
+    """ValueError unless the engine (its `record`, engines.read_record) was built from the
+    model at `model_path`, whose tensors a repository declares."""
+    from dynamic_shapes.engines import sha256_of
+
+    if sha256_of(model_path) != record["model_sha256"]:
+        raise ValueError(
+            f"{Path(engine_path).name} was not built from {model_path}: pass the model it was "
+            "built from with --model"
+        )
+
+
+def check_repository(folder) -> Path:
+    """Returns `folder` as a Path if a repository may be written there: nothing there yet, an
+    empty folder, or a repository this project wrote (its mark inside); else ValueError."""
+    folder = Path(folder)
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / REPOSITORY_MARK).is_file():
+        raise ValueError(
+            f"{folder} holds files this project did not write; name a new or empty folder"
+        )
+    return folder
+
+
+def repository_folder(path) -> Path:
+    """A folder a repository may be written to (check_repository) and files written into."""
+    return check_repository(check_writable_folder(path))
+
+
+def replace_repository(folder, writer: str) -> Path:
+    """Makes `folder` an empty repository, marked as this project's: what an earlier run
+    wrote there is removed, and anything else refused (check_repository)."""
+    folder = check_repository(folder)
+    folder.mkdir(exist_ok=True)
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    text = (
+        f"A Triton model repository written by {writer}. This project's scripts replace a folder "
+        "that holds this file as a whole, and refuse any other that is not empty.\n"
+    )
+    write_atomically(folder / REPOSITORY_MARK, text.encode())
+    return folder
 
 
 def batch_ranges_of(record: dict) -> list:
@@ -103,8 +191,9 @@ def python_config(
     instances=1,
 ):
     """The ModelConfig of the Python-backend model; `preferred` None takes the profiles' opts
-    and maxes, an empty list turns the dynamic batcher off. Each of the `instances` on a GPU is
-    a process of its own with a dispatcher of its own, which Triton hands batches to in turn."""
+    and maxes up to `max_batch_size`, an empty list turns the dynamic batcher off. Each of the
+    `instances` on a GPU is a process of its own with a dispatcher of its own, which Triton
+    hands batches to in turn."""
     from tritonclient.grpc import model_config_pb2 as mc
 
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=max_batch_size)
@@ -113,9 +202,13 @@ def python_config(
     for spec in outputs:
         tensor_config(config.output.add(), spec)
     config.instance_group.add(count=instances, kind=mc.ModelInstanceGroup.KIND_GPU)
-    preferred = preferred_batch_sizes(ranges) if preferred is None else preferred
+    if preferred is None:  # what the profiles run best, where the max batch size allows
+        preferred = [size for size in preferred_batch_sizes(ranges) if size <= max_batch_size]
+        config.dynamic_batching.SetInParent()
+    check_batching(max_batch_size, preferred)
     if preferred:
         config.dynamic_batching.preferred_batch_size.extend(preferred)
+    if config.HasField("dynamic_batching"):
         config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     config.parameters["engine"].string_value = engine_file
     config.parameters["contexts_per_profile"].string_value = str(contexts_per_profile)

@@ -13,7 +13,12 @@ from tritonclient.grpc import model_config_pb2 as mc
 from build_model import write_model
 from dynamic_shapes.engines import profiles_record, record_path, sha256_of
 from dynamic_shapes.onnx_inputs import read_model_input
-from dynamic_shapes.triton import batch_ranges_of, gapless_top
+from dynamic_shapes.triton import (
+    REPOSITORY_MARK,
+    batch_ranges_of,
+    check_model_name,
+    gapless_top,
+)
 from export_triton import main
 from scenario import MODEL_PATH, PROFILES, profiles_for
 from tests.support import run_script
@@ -176,3 +181,62 @@ def test_an_output_that_is_a_file_is_refused_before_any_work(tmp_path):
     result = run_script("export_triton.py", "--engine", str(engine), "--output", str(engine))
     assert result.returncode == 2
     assert "argument --output: " in result.stderr and "is a file; name a folder" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--name", "../evil"], "argument --name: '../evil' cannot name a model: use letters, "),
+        (["--name", "a b"], "argument --name: 'a b' cannot name a model"),
+        (["--name=-x"], "argument --name: '-x' cannot name a model"),
+        (["--name", "m" * 101], "cannot name a model: use letters, digits, '_', '.' and '-', up"),
+        (
+            ["--max-queue-delay-us", "99999999999999999999"],
+            "argument --max-queue-delay-us: must be 18446744073709551615 or less: "
+            "99999999999999999999",
+        ),
+        (["--max-queue-delay-us", "-1"], "argument --max-queue-delay-us: must be 0 or more: -1"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_the_option(tmp_path, options, message):
+    engine = save_fake_engine(tmp_path, MODEL_PATH, PROFILES)
+    out = tmp_path / "r"
+    result = run_script("export_triton.py", "--engine", str(engine), "--output", str(out), *options)
+    assert result.returncode == 2
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("export_triton.py: error: argument ") and message in last
+    assert not out.exists() and not (tmp_path / "evil").exists()
+
+
+@pytest.mark.parametrize("name", ["dynamic_identity", "m", "resnet-50.v2", "_x", "A1"])
+def test_a_model_name_is_letters_digits_and_a_little_punctuation(name):
+    assert check_model_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\\b", "a b", "a\tb", "é", "a?b", "a%2F"])
+def test_a_model_name_that_is_not_one_path_part_or_url_part_is_refused(name):
+    with pytest.raises(ValueError, match="cannot name a model: use letters, digits"):
+        check_model_name(name)
+
+
+def test_an_existing_folder_of_someone_elses_is_never_written_into(tmp_path):
+    engine = save_fake_engine(tmp_path, MODEL_PATH, PROFILES)
+    theirs = tmp_path / "theirs"
+    (theirs / "dynamic_identity").mkdir(parents=True)
+    (theirs / "dynamic_identity" / "config.pbtxt").write_text("name: 'theirs'")
+    argv = ["export_triton.py", "--engine", str(engine), "--output", str(theirs)]
+    result = run_script(*argv)
+    assert result.returncode == 2
+    assert f"argument --output: {theirs} holds files this project did not write" in result.stderr
+    assert (theirs / "dynamic_identity" / "config.pbtxt").read_text() == "name: 'theirs'"
+    # An empty folder is fine, and once written the repository is the project's to replace.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["--engine", str(engine), "--output", str(empty)]) == 0
+    assert (empty / REPOSITORY_MARK).is_file()
+    assert main(["--engine", str(engine), "--output", str(empty), "--name", "other"]) == 0
+    assert sorted(p.name for p in empty.iterdir()) == [
+        REPOSITORY_MARK,
+        "other",
+        "other_all_profiles",
+    ]
