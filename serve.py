@@ -17,9 +17,13 @@ container, with the TensorRT version the engine was built with.
 
 import argparse
 import importlib.util
+import json
 import os
+import re
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -35,8 +39,15 @@ from dynamic_shapes.onnx_inputs import read_model_input, read_model_outputs
 from dynamic_shapes.triton import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_QUEUE_DELAY_US,
+    INT32_MAX,
+    UINT64_MAX,
     batch_ranges_of,
+    check_batching,
+    check_built_from,
+    model_name_for,
     python_config,
+    replace_repository,
+    repository_folder,
     write_python_repository,
 )
 from scenario import ENGINE_PATH, HERE, MODEL_PATH
@@ -47,6 +58,7 @@ STOP_TIMEOUT_S = 30
 PYTRITON_INSTALL = "python3 -m pip install -r requirements-triton.txt"
 # The model Triton's Python backend runs, copied into the repository as 1/model.py.
 TRITON_MODEL = HERE / "triton_model" / "model.py"
+PORTS = ("--http-port", "--grpc-port", "--metrics-port")
 
 
 def batch_size_list(text) -> list:
@@ -58,6 +70,8 @@ def batch_size_list(text) -> list:
         ) from None
     if any(size < 1 for size in sizes):
         raise argparse.ArgumentTypeError(f"batch sizes must be 1 or more: {text!r}")
+    if any(size > INT32_MAX for size in sizes):
+        raise argparse.ArgumentTypeError(f"batch sizes must be {INT32_MAX} or less: {text!r}")
     return sizes
 
 
@@ -67,25 +81,33 @@ def parse_args(argv=None):
     parser.add_argument(
         "--model", type=Path, default=MODEL_PATH, help="the ONNX model it was built from"
     )
-    parser.add_argument("--name", help="the model's name in Triton (default: the engine's stem)")
+    parser.add_argument(
+        "--name",
+        help="the model's name in Triton (default: the engine's stem): letters, digits, '_', "
+        "'.' and '-'",
+    )
     parser.add_argument(
         "--repository",
-        type=cli.output_folder,
-        help="where to write the model repository (default: a temporary folder, removed after)",
+        type=cli.checked(repository_folder),
+        help="where to write the model repository: new, empty, or one this script or "
+        "export_triton.py wrote, which is replaced (default: a temporary folder, removed after)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    for flag, port in [("--http-port", 8000), ("--grpc-port", 8001), ("--metrics-port", 8002)]:
-        parser.add_argument(flag, type=cli.positive, default=port, help="(%(default)s)")
+    parser.add_argument(
+        "--host", type=cli.host, default="127.0.0.1", help="address to listen on (%(default)s)"
+    )
+    for flag, port in zip(PORTS, (8000, 8001, 8002), strict=True):
+        parser.add_argument(flag, type=cli.port, default=port, help="(%(default)s)")
     parser.add_argument(
         "--max-queue-delay-us",
-        type=cli.non_negative,
+        type=cli.integer_in(0, UINT64_MAX),
         default=DEFAULT_QUEUE_DELAY_US,
         help="how long the dynamic batcher may hold a request to gather a batch (%(default)s)",
     )
     parser.add_argument(
         "--preferred-batch-sizes",
         type=batch_size_list,
-        help="the batch sizes the dynamic batcher gathers (default: the profiles' opts and maxes)",
+        help="the batch sizes the dynamic batcher gathers, none above --max-batch-size "
+        "(default: the profiles' opts and maxes up to it)",
     )
     parser.add_argument(
         "--no-dynamic-batching",
@@ -94,13 +116,13 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--max-batch-size",
-        type=cli.positive,
+        type=cli.integer_in(1, INT32_MAX),
         default=DEFAULT_MAX_BATCH_SIZE,
         help="the largest batch a request, or a gathered batch, may have (%(default)s)",
     )
     parser.add_argument(
         "--instances",
-        type=cli.positive,
+        type=cli.integer_in(1, INT32_MAX),
         default=DEFAULT_INSTANCES,
         help="model instances on the GPU, a process each: Triton runs that many batches at "
         "once (%(default)s)",
@@ -119,7 +141,16 @@ def parse_args(argv=None):
         parser.error("--no-serve writes the repository only: name it with --repository")
     if args.no_dynamic_batching and args.preferred_batch_sizes:
         parser.error("--preferred-batch-sizes configures the dynamic batcher; drop one of them")
-    args.name = args.name or args.engine.name.split(".")[0]
+    if args.preferred_batch_sizes:
+        try:
+            check_batching(args.max_batch_size, args.preferred_batch_sizes)
+        except ValueError as error:
+            parser.error(f"argument --preferred-batch-sizes: {error} (--max-batch-size)")
+    cli.refuse_shared_ports(parser, args, PORTS)
+    try:
+        args.name = model_name_for(args.name, args.engine)
+    except ValueError as error:
+        parser.error(f"argument --name: {error}")
     return args
 
 
@@ -128,6 +159,7 @@ def write_repository(args, folder) -> Path:
     record = read_record(args.engine)
     ranges = batch_ranges_of(record)
     inputs, outputs = [read_model_input(args.model)], read_model_outputs(args.model)
+    check_built_from(args.engine, record, args.model)
     preferred = [] if args.no_dynamic_batching else args.preferred_batch_sizes
     config = python_config(
         args.name, ranges, inputs, outputs, args.engine.name, args.max_queue_delay_us,
@@ -138,6 +170,7 @@ def write_repository(args, folder) -> Path:
         f"{record['gpu']}:\nTriton's Python environment needs that TensorRT version, and "
         "requirements.txt."
     )
+    replace_repository(folder, "serve.py")
     return write_python_repository(folder, config, TRITON_MODEL, args.engine, comment)
 
 
@@ -182,33 +215,92 @@ def server_environment(libraries: Path) -> dict:
     return env
 
 
-def wait_until_ready(server, url, timeout_s, log_path) -> None:
-    """Returns once `url` answers 200; RuntimeError with the server's last log lines if it
-    exits first or the time runs out."""
+def check_ports_free(host, ports: dict) -> None:
+    """RuntimeError naming the option of a port something already listens on at `host`:
+    another server there would answer in place of the one this script starts."""
+    for flag, port in ports.items():
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        except socket.gaierror as error:
+            raise RuntimeError(f"cannot listen on {host} (--host): {error.strerror}") from None
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As a server binds: a port that only lingers after a closed connection is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise RuntimeError(
+                    f"cannot listen on {host} port {port} ({flag}): {error.strerror}; stop what "
+                    "listens there or choose another port"
+                ) from None
+
+
+def wait_until_ready(server, urls: dict, server_id, model, timeout_s, log_path) -> None:
+    """Returns once the server answering at `urls` ("http" and "metrics", each up to the port)
+    is the one started as `server` (its --id is `server_id`), with `model` ready; RuntimeError
+    with the server's reason if it exits first or the time runs out. Another server that
+    answers at those addresses is never taken for it."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"tritonserver exited ({server.returncode}): {last_error(log_path)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+        if (
+            server_name(f"{urls['http']}/v2") == server_id
+            and fetch(f"{urls['http']}/v2/models/{model}/ready") is not None
+            # Triton opens its metrics port last, and exits if it cannot.
+            and fetch(f"{urls['metrics']}/metrics") is not None
+            and server.poll() is None
+        ):
+            return
         time.sleep(0.2)
     raise RuntimeError(f"the model was not ready after {timeout_s} s: {last_error(log_path)}")
 
 
+def server_name(url):
+    """The name (--id) a Triton server gives in its metadata at `url`, or None."""
+    try:
+        return json.loads(fetch(url) or b"{}").get("name")
+    except (ValueError, AttributeError):  # something else answers there
+        return None
+
+
+def fetch(url):
+    """The body of a 200 answer at `url`, or None."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read() if response.status == 200 else None
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+# A line of Triton's log: severity and date, time, thread, source file and line, then the
+# message, quoted.
+LOG_LINE = re.compile(r'^[IWE]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\]\s+"?(.*?)"?\s*$')
+
+
 def last_error(log_path) -> str:
-    """What the server's log says went wrong: why the model failed to load, where it says so,
-    else its last error line, else its last line."""
-    lines = [line.strip() for line in Path(log_path).read_text(errors="replace").splitlines()]
+    """Triton's own reason for failing, in one line: why the model failed to load, where it
+    says so; else what it said after its usage text, for options it refused; else its last
+    error line; else its last line."""
+    text = Path(log_path).read_text(errors="replace")
+    lines = [line.strip() for line in text.splitlines()]
     for line in lines:
         if "failed to load '" in line and " version " in line:  # the reason, in one line
             reason = line[line.index("failed to load '") :].rstrip('"')
             return reason.split("\\n")[0]  # without the model's Python traceback, if any
-    errors = [line for line in lines if line.startswith(("E", "error"))]
-    return (errors or lines or ["(no log)"])[-1]
+    if lines and lines[0].startswith("Usage: tritonserver"):
+        # The usage text, a blank line, and the reason after it.
+        reason = text.rstrip().split("\n\n")[-1]
+        return " ".join(line.strip() for line in reason.splitlines())
+    errors = [log_message(line) for line in lines if line.startswith("E") and LOG_LINE.match(line)]
+    errors = errors or [line for line in lines if line.startswith("error:")]
+    return (errors or [log_message(line) for line in lines if line] or ["(no log)"])[-1]
+
+
+def log_message(line: str) -> str:
+    """A line of Triton's log without its prefix and quotes; any other line as it is."""
+    match = LOG_LINE.match(line)
+    return match.group(1).strip() if match else line
 
 
 def stop(server) -> None:
@@ -225,6 +317,9 @@ def stop(server) -> None:
 
 def serve(args, workspace: Path) -> None:
     binary, python_backend, libraries = tritonserver()
+    ports = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in PORTS}
+    if not args.no_serve:
+        check_ports_free(args.host, ports)
     repository = args.repository or workspace / "repository"
     model = write_repository(args, repository)
     print(f"Wrote {model}")
@@ -234,8 +329,12 @@ def serve(args, workspace: Path) -> None:
         python_backend, binary.parents[1] / "python_backend_stubs", workspace / "backends"
     )
     log_path = workspace / "tritonserver.log"
+    # An id of its own, which the server gives in its metadata: how this script tells its own
+    # server from another that answers at the same address.
+    server_id = f"serve.py-{os.getpid()}-{secrets.token_hex(4)}"
     command = [
-        str(binary), f"--model-repository={repository}", f"--backend-directory={backends}",
+        str(binary), f"--id={server_id}", f"--model-repository={repository}",
+        f"--backend-directory={backends}",
         f"--http-address={args.host}", f"--http-port={args.http_port}",
         f"--grpc-address={args.host}", f"--grpc-port={args.grpc_port}",
         f"--metrics-address={args.host}", f"--metrics-port={args.metrics_port}",
@@ -251,8 +350,11 @@ def serve(args, workspace: Path) -> None:
         progress = cli.Progress()
         try:
             with progress.ticking(f"loading {args.name}"):
-                ready = f"http://{args.host}:{args.http_port}/v2/models/{args.name}/ready"
-                wait_until_ready(server, ready, READY_TIMEOUT_S, log_path)
+                urls = {
+                    "http": f"http://{cli.url_host(args.host)}:{args.http_port}",
+                    "metrics": f"http://{cli.url_host(args.host)}:{args.metrics_port}",
+                }
+                wait_until_ready(server, urls, server_id, args.name, READY_TIMEOUT_S, log_path)
         finally:
             progress.done()
         print(

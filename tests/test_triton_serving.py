@@ -15,8 +15,7 @@ import pytest
 
 from dynamic_shapes.engines import load_or_build_engine
 from scenario import HERE, MODEL_PATH, PROFILES, random_images
-from tests.support import run_script
-from tests.test_serve import free_ports
+from tests.support import free_ports, run_script
 
 pytestmark = pytest.mark.gpu
 MODEL = "dynamic_identity"
