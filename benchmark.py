@@ -48,6 +48,13 @@ from dynamic_shapes.measure.trade_offs import WIDE_RANGE
 from dynamic_shapes.onnx_inputs import read_model_input
 from scenario import HERE, MODELS, profile, profiles_for
 
+# The file formats matplotlib's savefig writes with its own backends and Pillow, its
+# dependency (pgf, which needs LaTeX, left out); it picks one by the file's suffix.
+PLOT_FORMATS = ("png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
+# (rounds, reps, warmup): by default, and for --quick.
+COUNTS = {"rounds": 10, "reps": 200, "warmup": 50}
+QUICK_COUNTS = {"rounds": 3, "reps": 20, "warmup": 5}
+
 
 def batch_sizes(text) -> tuple:
     try:
@@ -59,6 +66,18 @@ def batch_sizes(text) -> tuple:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"batch sizes must be 1 or more: {text!r}")
     return sizes
+
+
+def plot_file(text) -> Path:
+    """A chart's path: writable, with a suffix that names a format the chart can be drawn in,
+    so that the file written is the one named."""
+    path = cli.output_file(text)
+    if path.suffix[1:].lower() not in PLOT_FORMATS:
+        raise argparse.ArgumentTypeError(
+            f"{text}: name the chart's format by its suffix, one of "
+            + ", ".join(f".{suffix}" for suffix in PLOT_FORMATS)
+        )
+    return path
 
 
 def section_names(text) -> tuple:
@@ -100,12 +119,13 @@ def parse_args(argv=None):
         help="comma-separated batch sizes for sections 1 and 6 "
         "(default: 1,4,16,32,128 and 1,4,32,128)",
     )
-    for flag, kind, default, what in [
-        ("--rounds", cli.positive, 10, "rounds per comparison"),
-        ("--reps", cli.positive, 200, "timed calls per variant and round"),
-        ("--warmup", cli.non_negative, 50, "untimed calls per variant first"),
+    for flag, kind, what in [
+        ("--rounds", cli.positive, "rounds per comparison"),
+        ("--reps", cli.positive, "timed calls per variant and round"),
+        ("--warmup", cli.non_negative, "untimed calls per variant first"),
     ]:
-        parser.add_argument(flag, type=kind, default=default, help=f"{what} (default: %(default)s)")
+        default = COUNTS[flag[2:]]
+        parser.add_argument(flag, type=kind, help=f"{what} (default: {default})")
     parser.add_argument(
         "--sections",
         type=section_names,
@@ -120,11 +140,15 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--plot",
-        type=cli.output_file,
-        help="also draw the latencies as a PNG chart (needs matplotlib)",
+        type=plot_file,
+        help="also draw the latencies as a chart, in the format its suffix names: "
+        f"{', '.join(PLOT_FORMATS)} (needs matplotlib)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke run: 3 rounds of 20 calls, 5 warm-up calls"
+        "--quick",
+        action="store_true",
+        help="a smoke run: 3 rounds of 20 calls, 5 warm-up calls; --rounds, --reps and "
+        "--warmup, where given, are kept",
     )
     args = parser.parse_args(argv)
     if args.engine_dir is not None and not args.engine_dir.is_dir():
@@ -141,8 +165,10 @@ def parse_args(argv=None):
     names = [name for name, _, _ in args.models]
     if len(set(names)) < len(names):
         parser.error(f"argument --model: two models named alike in {names}")
-    if args.quick:
-        args.rounds, args.reps, args.warmup = 3, 20, 5
+    # Counts given explicitly win over --quick's, which win over the defaults.
+    for name, default in (QUICK_COUNTS if args.quick else COUNTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     args.narrow_vs_wide_batches = args.batch_sizes or NARROW_VS_WIDE_BATCHES
     args.convenience_batches = args.batch_sizes or CONVENIENCE_BATCHES
     args.contexts_batches = args.batch_sizes or CONTEXTS_BATCHES

@@ -42,24 +42,31 @@ from scenario import ENGINE_PATH, MODEL_PATH, PROFILES, check_identity
 CONTEXTS_PER_PROFILE = 4
 
 
+# The counts --quick makes smaller, by default and for --quick.
+COUNTS = {"requests": 10_000, "warmup": 1000, "dispatchers": 200, "prepared": 300,
+          "activations": 1000}  # fmt: skip
+QUICK_COUNTS = {"requests": 250, "warmup": 100, "dispatchers": 20, "prepared": 30,
+                "activations": 100}  # fmt: skip
+
+
 def parse_args(argv=None):
     parser = cli.make_parser(__file__, __doc__)
     counts = [
         ("--processes", 1, "processes sending requests, each with its own Dispatcher and threads"),
         ("--threads", 8, "threads sending requests at once, in each process"),
-        ("--requests", 10_000, "requests per thread"),
+        ("--requests", None, "requests per thread"),
         ("--max-batch", 300, "largest batch size of a request"),
-        ("--dispatchers", 200, "dispatchers created, used and closed"),
-        ("--prepared", 300, "prepared requests of each size prepared, run and closed"),
-        ("--activations", 1000, "TrtRunner activations, each deactivation style"),
+        ("--dispatchers", None, "dispatchers created, used and closed"),
+        ("--prepared", None, "prepared requests of each size prepared, run and closed"),
+        ("--activations", None, "TrtRunner activations, each deactivation style"),
     ]
     for flag, default, help_ in counts:
-        parser.add_argument(flag, type=cli.positive, default=default, help=f"{help_} (%(default)s)")
+        shown = COUNTS[flag[2:]] if default is None else default
+        parser.add_argument(flag, type=cli.positive, default=default, help=f"{help_} ({shown})")
     parser.add_argument(
         "--warmup",
         type=cli.non_negative,
-        default=1000,
-        help="requests per thread before anything is measured (%(default)s)",
+        help=f"requests per thread before anything is measured ({COUNTS['warmup']})",
     )
     parser.add_argument("--path", choices=("lean", "runner"), default="lean")
     parser.add_argument(
@@ -86,7 +93,8 @@ def parse_args(argv=None):
         "--quick",
         action="store_true",
         help="8 x 250 requests after 8 x 100, 20 dispatchers, 30 prepared requests of each "
-        "size, 100 activations",
+        "size, 100 activations; the counts given explicitly (--requests, --warmup, "
+        "--dispatchers, --prepared, --activations) are kept",
     )
     args = parser.parse_args(argv)
     cli.check_engine_argument(parser, args.engine, MODEL_PATH)
@@ -96,9 +104,10 @@ def parse_args(argv=None):
         parser.error(
             "--memory gpu needs CuPy: python3 -m pip install -r requirements-gpu-arrays.txt"
         )
-    if args.quick:
-        args.requests, args.warmup, args.dispatchers, args.activations = 250, 100, 20, 100
-        args.prepared = 30
+    # Counts given explicitly win over --quick's, which win over the defaults.
+    for name, default in (QUICK_COUNTS if args.quick else COUNTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     return args
 
 

@@ -88,6 +88,8 @@ def test_arguments_defaults_and_quick():
         (["--reps", "0"], "must be 1 or more"),
         (["--model", "identity", "--model", "identity"], "two models named alike"),
         (["--engine-dir", "/nonexistent"], "argument --engine-dir: there is no folder"),
+        (["--plot", "x.txt"], "argument --plot: x.txt: name the chart's format by its suffix"),
+        (["--plot", "out"], "argument --plot: out: name the chart's format by its suffix, one of "),
     ],
 )
 def test_bad_arguments_are_refused(argv, message, capsys):
@@ -306,3 +308,26 @@ def test_a_model_tensorrt_cannot_parse_fails_in_one_line(tmp_path):
         result.stderr.splitlines()[-1],
     ), result.stderr
     assert not (tmp_path / "b.json").exists()  # nothing was measured, so nothing is written
+
+
+def test_quick_keeps_the_counts_given_explicitly():
+    args = benchmark.parse_args(["--quick", "--rounds", "50"])
+    assert (args.rounds, args.reps, args.warmup) == (50, 20, 5)
+    args = benchmark.parse_args(["--reps", "7", "--warmup", "0"])
+    assert (args.rounds, args.reps, args.warmup) == (10, 7, 0)
+    # --help says so.
+    help_text = " ".join(run_script("benchmark.py", "--help").stdout.split())
+    assert "--rounds, --reps and --warmup, where given, are kept" in help_text
+
+
+@pytest.mark.parametrize("suffix", ["png", "PNG", "svg", "pdf"])
+def test_a_chart_is_written_in_the_format_its_suffix_names(tmp_path, suffix):
+    plot = tmp_path / f"chart.{suffix}"
+    assert benchmark.plot_file(str(plot)) == plot
+
+
+def test_every_chart_format_is_one_matplotlib_writes():
+    pytest.importorskip("matplotlib", reason="needs matplotlib, which --plot needs")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    assert set(benchmark.PLOT_FORMATS) <= set(FigureCanvasBase.get_supported_filetypes())

@@ -133,6 +133,28 @@ def test_a_bad_model_fails_with_exit_1_from_every_script(tmp_path, script):
     assert len(lines) == 1
 
 
+@pytest.mark.parametrize(
+    ("script", "option"),
+    [
+        ("build_model.py", "--output"),
+        ("benchmark.py", "--json"),
+        ("stress.py", "--json"),
+        ("loadgen.py", "--json"),
+        ("export_triton.py", "--output"),
+        ("serve.py", "--repository"),
+    ],
+)
+def test_an_output_under_a_file_is_refused_as_root_too(tmp_path, script, option):
+    # No one, root included, can write below a regular file.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    result = run_script(script, option, str(notes / "out"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"{script}: error: argument {option}: ")
+    assert result.stderr.rstrip().endswith(f"{notes} is a file, not a folder")
+    assert notes.read_text() == "mine\n"
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
 def test_an_output_folder_without_write_permission_is_refused(tmp_path):
     tmp_path.chmod(stat.S_IRUSR | stat.S_IXUSR)
@@ -142,6 +164,24 @@ def test_an_output_folder_without_write_permission_is_refused(tmp_path):
         tmp_path.chmod(stat.S_IRWXU)
     assert result.returncode == 2
     assert "is not writable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "starts"),
+    [
+        ("example.py", ["--model", "{tmp}/notes.txt"], "{tmp}/notes.txt is not an ONNX model"),
+        ("benchmark.py", ["--model", "{tmp}/notes.txt"], "{tmp}/notes.txt is not an ONNX model"),
+        ("export_triton.py", ["--engine", "{tmp}/none.engine"], "no engine at {tmp}/none.engine"),
+        ("serve.py", ["--engine", "{tmp}/none.engine"], "no engine at {tmp}/none.engine"),
+        ("loadgen.py", ["--metrics-port", "1"], "no Triton metrics at http://127.0.0.1:1/metrics"),
+    ],
+)
+def test_a_failure_is_exactly_one_line(tmp_path, script, argv, starts):
+    (tmp_path / "notes.txt").write_text("this is not a model\n")
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    result = run_script(script, *argv)
+    lines = assert_one_clean_line(result, script, 1, starts.format(tmp=tmp_path))
+    assert len(lines) == 1, result.stderr
 
 
 # The convention itself, in-process.

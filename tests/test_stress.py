@@ -12,6 +12,7 @@ from dynamic_shapes.stress.processes import (
     serve_load_in_processes,
 )
 from dynamic_shapes.stress.verdicts import verdicts
+from tests.support import run_script
 
 
 def share(served, started, finished, host_before, host_after):
@@ -70,3 +71,18 @@ def test_a_load_process_that_fails_is_reported_and_the_others_stop(tmp_path):
         serve_load_in_processes(args, progress=None)
     assert re.match(r"load process [01]: \w+", str(raised.value)), raised.value
     assert ANOTHER_PROCESS_FAILED not in str(raised.value)
+
+
+def test_quick_keeps_the_counts_given_explicitly():
+    args = stress.parse_args(["--quick", "--requests", "5"])
+    assert (args.requests, args.warmup, args.dispatchers) == (5, 100, 20)
+    assert (args.prepared, args.activations) == (30, 100)
+    args = stress.parse_args(["--quick", "--warmup", "0", "--activations", "7"])
+    assert (args.requests, args.warmup, args.activations) == (250, 0, 7)
+    args = stress.parse_args([])
+    assert (args.requests, args.warmup, args.dispatchers) == (10_000, 1000, 200)
+    assert (args.prepared, args.activations) == (300, 1000)
+    help_text = " ".join(run_script("stress.py", "--help").stdout.split())
+    assert "the counts given explicitly (--requests, --warmup, --dispatchers, --prepared, " in (
+        help_text
+    )
