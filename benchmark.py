@@ -29,10 +29,10 @@ from pathlib import Path
 
 from build_model import ensure_model
 from dynamic_shapes import cli
+from dynamic_shapes.environment import environment
 from dynamic_shapes.files import write_atomically
 from dynamic_shapes.gpu import require_gpu_stack
 from dynamic_shapes.measure.engines import Engines
-from dynamic_shapes.measure.environment import environment
 from dynamic_shapes.measure.plot import plot
 from dynamic_shapes.measure.reference_check import Reference
 from dynamic_shapes.measure.report import latency_panels, report
@@ -46,7 +46,7 @@ from dynamic_shapes.measure.sections import (
 )
 from dynamic_shapes.measure.trade_offs import WIDE_RANGE
 from dynamic_shapes.onnx_inputs import read_model_input
-from scenario import HERE, MODELS, profile, profiles_for
+from scenario import MODELS, profile, profiles_for
 
 # The file formats matplotlib's savefig writes with its own backends and Pillow, its
 # dependency (pgf, which needs LaTeX, left out); it picks one by the file's suffix.
@@ -195,7 +195,7 @@ def run(args) -> None:
 
     progress = cli.Progress()
     results = {
-        "environment": environment(HERE),
+        "environment": environment(),
         "settings": {"rounds": args.rounds, "reps": args.reps, "warmup": args.warmup},
         "models": {},
         "complete": False,

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from dynamic_shapes import cli
+from dynamic_shapes.environment import environment
 from dynamic_shapes.files import write_atomically
 from dynamic_shapes.triton import check_model_name
 from scenario import IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME
@@ -373,6 +374,8 @@ def run(args) -> int:
                 "protocol": args.protocol,
                 "complete": len(levels) == len(args.concurrency),
                 "levels": levels,
+                # This machine's: the server's too, where both run on one machine.
+                "environment": environment(),
             }
             write_atomically(args.json, json.dumps(figures, indent=2).encode())
     for line in failures[:5]:

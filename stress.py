@@ -31,6 +31,7 @@ import sys
 from build_model import ensure_model
 from dynamic_shapes import cli
 from dynamic_shapes.engines import load_or_build_engine
+from dynamic_shapes.environment import environment
 from dynamic_shapes.files import write_atomically
 from dynamic_shapes.gpu import require_gpu_stack
 from dynamic_shapes.stress.lifecycle import run_lifecycles
@@ -132,7 +133,10 @@ def run(args) -> int:
         print(f"NOTE  {line}")
     if args.json:
         write_atomically(
-            args.json, json.dumps({"load": load, "lifecycle": lifecycle}, indent=2).encode()
+            args.json,
+            json.dumps(
+                {"load": load, "lifecycle": lifecycle, "environment": environment()}, indent=2
+            ).encode(),
         )
     return 0 if all(passed for passed, _ in results) else 1
 
