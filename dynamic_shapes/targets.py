@@ -1,0 +1,238 @@
+"""The targets the project is measured against, declared once: each says what it asks for,
+in both languages of the results pages, and how to tell from a results folder's data whether
+it is met."""
+
+from dataclasses import dataclass
+
+from dynamic_shapes.results import (
+    GRAPH,
+    PAGEABLE_INFER,
+    PREPARED,
+    STRESS_FILE,
+    TRITON_FILE,
+    Environment,
+    by_batch,
+    change,
+    count,
+    floor_of,
+    short,
+    times,
+    us,
+)
+
+# The limits stress.py passes or fails a load by, applied to Triton's soak too.
+DEVICE_LEAK_LIMIT_MIB = 1.0
+HOST_GROWTH_LIMIT_MIB = 16.0
+
+
+def convenience(environment: Environment) -> dict:
+    """{model: {batch: stats}} of benchmark.py's serving paths, where measured."""
+    benchmark = environment.runs.get("benchmark.json") or {"models": {}}
+    return {
+        name: dict(by_batch(model["convenience"]["by_batch"]))
+        for name, model in benchmark["models"].items()
+        if model.get("convenience", {}).get("by_batch")
+    }
+
+
+def ratio_to_floor(stats: dict, variant: str) -> float | None:
+    if variant not in stats:
+        return None
+    return stats[variant]["median_us"] / stats[floor_of(variant)]["median_us"]
+
+
+def prepared_within(variant: str, limit: float, batches=None):
+    """A target: `variant` within `limit` of its floor at every batch measured (or `batches`),
+    for every model."""
+
+    def evaluate(environment, t):
+        parts, met = [], True
+        for name, batch_stats in convenience(environment).items():
+            wanted = batches or tuple(batch_stats)
+            ratios = [ratio_to_floor(batch_stats.get(b, {}), variant) for b in wanted]
+            if None in ratios:  # not measured for this model (GPU arrays need CuPy)
+                continue
+            met &= max(ratios) <= limit
+            listed = ", ".join(times(r) for r in ratios)
+            parts.append(f"{name}: {listed} ({t['batch']} {', '.join(map(str, wanted))})")
+        return ("; ".join(parts), met) if parts else None
+
+    return evaluate
+
+
+def batch_one_graph(environment, t):
+    stats = convenience(environment).get("identity", {}).get(1, {})
+    variant = PREPARED + "page-locked" + GRAPH
+    if variant not in stats:
+        return None
+    median = stats[variant]["median_us"]
+    return f"{us(median)} us", median <= 18.0
+
+
+def pageable_at_128(environment, t):
+    stats = convenience(environment).get("identity", {}).get(128, {})
+    ratios = {v: ratio_to_floor(stats, v) for v in PAGEABLE_INFER if v in stats}
+    if not ratios:
+        return None
+    text = ", ".join(f"{short(v)} {times(r)}" for v, r in ratios.items())
+    return text, min(ratios.values()) <= 2.0
+
+
+def stress_runs(environment) -> dict:
+    return environment.json_runs(STRESS_FILE)
+
+
+def stress_load(environment, t):
+    loads = {
+        name: run["load"]["images_served"] / run["load"]["seconds"]
+        for name, run in stress_runs(environment).items()
+        if run["load"]["errors"] == 0
+    }
+    if not loads:
+        return None
+    best = max(loads, key=loads.get)
+    return f"{count(loads[best])} images/s (`{best}`)", loads[best] >= 1_000_000
+
+
+def contexts_pay_off(environment, t):
+    benchmark = environment.runs.get("benchmark.json") or {"models": {}}
+    rates = benchmark["models"].get("convnet", {}).get("contexts", {}).get("by_batch", {})
+    rate = rates.get("4", {}).get("page-locked, 4 contexts")
+    if rate is None:
+        return None
+    return times(rate["vs_one_context"]), rate["vs_one_context"] > 1.0
+
+
+def triton_level(environment, file, concurrency):
+    run = environment.runs.get(file)
+    levels = [
+        level for level in (run or {}).get("levels", []) if level["concurrency"] == concurrency
+    ]
+    return levels[0] if levels else None
+
+
+def triton_one_client(environment, t):
+    level = triton_level(environment, "triton.json", 1)
+    return None if level is None else (f"p50 {count(level['p50_us'])} us", level["p50_us"] < 600)
+
+
+def triton_batcher(environment, t):
+    on = triton_level(environment, "triton.json", 64)
+    off = triton_level(environment, "triton-no-batcher.json", 64)
+    if on is None or off is None:
+        return None
+    ratio = on["requests_per_s"] / off["requests_per_s"]
+    text = f"{times(ratio)} ({count(on['requests_per_s'])} / {count(off['requests_per_s'])})"
+    return text, ratio >= 5.0
+
+
+def triton_p99(environment, t):
+    level = triton_level(environment, "triton.json", 64)
+    return None if level is None else (f"p99 {count(level['p99_us'])} us", level["p99_us"] < 5000)
+
+
+def every_response_exact(environment, t):
+    errors = [run["load"]["errors"] for run in stress_runs(environment).values()]
+    errors += [
+        level["errors"]
+        for run in environment.json_runs(TRITON_FILE).values()
+        for level in run["levels"]
+    ]
+    if not errors:
+        return None
+    return t["runs_of"].format(count=len(errors), errors=sum(errors)), sum(errors) == 0
+
+
+def no_memory_growth(environment, t):
+    growth = []  # (GPU MiB, host MiB) of each load: stress.py's process, Triton's server
+    for run in stress_runs(environment).values():
+        load = run["load"]
+        gpu = load["device_mib_after"] - load["device_mib_before"]
+        growth.append((gpu, load["host_rss_mib_after"] - load["host_rss_mib_before"]))
+    soak = environment.runs.get("triton-soak.json") or {"levels": []}
+    for level in soak["levels"]:
+        if "server_rss_mib_before" in level:  # loadgen.py --server-pid
+            gpu = level["gpu_memory_mib_after"] - level["gpu_memory_mib_before"]
+            growth.append((gpu, level["server_rss_mib_after"] - level["server_rss_mib_before"]))
+    if not growth:
+        return None
+    met = all(
+        abs(gpu) < DEVICE_LEAK_LIMIT_MIB and host <= HOST_GROWTH_LIMIT_MIB for gpu, host in growth
+    )
+    gpu_most = max((gpu for gpu, _ in growth), key=abs)
+    host_most = max(host for _, host in growth)
+    text = t["growth"].format(gpu=change(gpu_most), host=change(host_most), loads=len(growth))
+    return text, met
+
+
+@dataclass(frozen=True)
+class Target:
+    en: str
+    zh: str
+    evaluate: object  # (Environment, words) -> (measured text, met) or None where not measured
+
+
+TARGETS = (
+    Target(
+        "prepared page-locked requests, with their CUDA graphs, within 1.1x of the page-locked "
+        "bare loop at batch 1, 4, 32 and 128",
+        "预备的页锁定请求（使用其 CUDA 图）在批大小 1、4、32、128 时不超过页锁定裸循环的 1.1 倍",
+        prepared_within(PREPARED + "page-locked" + GRAPH, 1.1, (1, 4, 32, 128)),
+    ),
+    Target(
+        "18 us or less at batch 1: a prepared page-locked request with its CUDA graph (identity)",
+        "批大小 1 时不超过 18 us：使用 CUDA 图的预备页锁定请求（恒等网络）",
+        batch_one_graph,
+    ),
+    Target(
+        "prepared GPU-resident requests, with their CUDA graphs, within 1.2x of a bare "
+        "execute_async_v3 + synchronize",
+        "预备的 GPU 常驻请求（使用其 CUDA 图）不超过裸 execute_async_v3 + 同步的 1.2 倍",
+        prepared_within(PREPARED + "GPU-resident" + GRAPH, 1.2),
+    ),
+    Target(
+        "pageable requests through infer within 2x of the page-locked bare loop at batch 128 "
+        "(identity)",
+        "批大小 128 时，经 infer 的可分页请求不超过页锁定裸循环的 2 倍（恒等网络）",
+        pageable_at_128,
+    ),
+    Target(
+        "stress.py's load: 1,000,000 images/s or more, every output exact",
+        "stress.py 的负载：每秒 1,000,000 张图像或更多，每个输出都准确",
+        stress_load,
+    ),
+    Target(
+        "several contexts per profile pay off where the GPU has room: 4 contexts serve more "
+        "than 1 (convnet, batch 4, page-locked)",
+        "在 GPU 尚有余力时，每个配置文件多个上下文有收益："
+        "4 个上下文多于 1 个（卷积网络，批大小 4，页锁定）",
+        contexts_pay_off,
+    ),
+    Target(
+        "Triton: one batch-1 client at p50 under 0.6 ms",
+        "Triton：单个批大小为 1 的客户端，p50 低于 0.6 ms",
+        triton_one_client,
+    ),
+    Target(
+        "Triton: 64 batch-1 clients, at least 5x the requests/s of the batcher off",
+        "Triton：64 个批大小为 1 的客户端，每秒请求数至少为关闭组批器时的 5 倍",
+        triton_batcher,
+    ),
+    Target(
+        "Triton: 64 batch-1 clients at p99 under 5 ms",
+        "Triton：64 个批大小为 1 的客户端，p99 低于 5 ms",
+        triton_p99,
+    ),
+    Target(
+        "every response exact, under stress.py's load and Triton's",
+        "在 stress.py 与 Triton 的负载下，每个响应都准确",
+        every_response_exact,
+    ),
+    Target(
+        f"no memory growth under load: GPU memory within {DEVICE_LEAK_LIMIT_MIB:g} MiB, host "
+        f"memory {HOST_GROWTH_LIMIT_MIB:g} MiB or less (stress.py, Triton's soak)",
+        f"负载下内存不增长：GPU 内存变化在 {DEVICE_LEAK_LIMIT_MIB:g} MiB 以内，主机内存增长不超过 "
+        f"{HOST_GROWTH_LIMIT_MIB:g} MiB（stress.py、Triton 长时间运行）",
+        no_memory_growth,
+    ),
+)

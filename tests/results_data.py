@@ -1,0 +1,268 @@
+"""A results folder for the renderer's tests, in the formats benchmark.py, stress.py and
+loadgen.py write. Every figure in it is INVENTED for the tests (plausible, never measured):
+none of it may appear in the documentation."""
+
+import json
+
+ENVIRONMENT = {
+    "gpu": "NVIDIA H100 80GB HBM3",
+    "driver": "580.00.00",
+    "driver_cuda": "13.0",
+    "tensorrt": "8.6.0",
+    "polygraphy": "0.49.26",
+    "cuda_bindings": "12.9.10",
+    "onnxruntime": "1.23.2",
+    "numpy": "1.26.4",
+    "cupy": "13.6.0",
+    "tritonclient": "2.73.0",
+    "pytriton": "0.7.0",
+    "python": "3.10.13",
+    "cpu_cores": 16,
+    "commit": "abc1234",
+    "date": "2030-01-02T03:04:05+00:00",
+    "summary": "NVIDIA H100 80GB HBM3, TensorRT 8.6.0, 2030-01-02",
+}
+
+
+def stats(median, p90=None, p99=None):
+    return {
+        "median_us": median,
+        "p90_us": p90 or median * 1.1,
+        "p99_us": p99 or median * 1.5,
+        "samples": 2000,
+    }
+
+
+def convenience(scale: float, prepared_graph_at_1: float) -> dict:
+    """Section 6 of benchmark.py for one model: every variant it times, at batch 1, 4, 32, 128
+    (no infer() graph rows for the dynamic profile's 4 and 32, as benchmark.py leaves out)."""
+    by_batch = {}
+    for batch in (1, 4, 32, 128):
+        floor = (26.0 + batch * 0.35) * scale
+        static = batch in (1, 128)
+        variants = {"TrtRunner.infer": stats(1500.0 + batch)}
+        variants["dispatcher, pageable, CUDA graph"] = stats(floor * 1.4) if static else None
+        variants["dispatcher, page-locked, CUDA graph"] = stats(floor * 1.3) if static else None
+        variants.update(
+            {
+                "dispatcher, pageable": stats(floor * (2.2 if batch < 128 else 6.5)),
+                "dispatcher, page-locked": stats(floor * 1.8),
+                "dispatcher, prepared, page-locked": stats(floor * 1.1),
+                "dispatcher, prepared, GPU-resident": stats(floor * 0.7),
+                "dispatcher, prepared, page-locked, CUDA graph": stats(floor * 0.9),
+                "dispatcher, prepared, GPU-resident, CUDA graph": stats(floor * 0.45),
+                "dispatcher, pageable, out=": stats(floor * 2.1),
+                "dispatcher, GPU-resident": stats(floor * 1.7),
+                "staging copies alone, one thread (no GPU)": stats(batch * 1.8),
+                "bare loop, pageable": stats(floor * 1.25),
+                "bare loop, page-locked": stats(floor),
+                "bare copies alone, page-locked (no inference)": stats(floor * 0.6),
+                "bare execute, GPU-resident": stats(floor * 0.65),
+            }
+        )
+        if static:
+            variants["bare graph replay, page-locked"] = stats(floor * 0.62)
+        if batch == 1:
+            variants["dispatcher, prepared, page-locked, CUDA graph"] = stats(prepared_graph_at_1)
+        by_batch[str(batch)] = {name: s for name, s in variants.items() if s is not None}
+    return {
+        "by_batch": by_batch,
+        "notes": ["batch 4: CUDA graphs for prepared requests only (invented note)"],
+        "trtrunner_profile": [
+            {"function": "infer", "us_per_infer": 12.0, "calls_per_infer": 1.0},
+        ],
+    }
+
+
+def model(name: str, scale: float, prepared_graph_at_1: float) -> dict:
+    exact = name == "identity"
+    return {
+        "path": f"/project/dynamic_{name}.onnx",
+        "input": "X float32 [batch, 3, 28, 28]",
+        "checked": "bit for bit" if exact else "within a tolerance",
+        "engines": [f"Reusing dynamic_{name}.engine"],
+        "narrow_vs_wide": {
+            "by_batch": {
+                str(batch): {
+                    "three narrow profiles": stats(27.0 * scale + batch),
+                    "one wide profile (1..128)": stats(27.0 * scale + batch * (1 + 0.02 * scale)),
+                }
+                for batch in (1, 4, 16, 32, 128)
+            },
+            "notes": [],
+        },
+        "shape_switching": {
+            "stats": {
+                "fixed batch 1": stats(28.0 * scale),
+                "fixed batch 32": stats(33.0 * scale),
+                "alternating 1 and 32 (two requests)": stats(167.0 * scale),
+            },
+            "baseline": "fixed batch 1",
+            "cost_per_switch_us": (167.0 - 28.0 - 33.0) * scale / 2,
+        },
+        "profile_switching": {
+            "stats": {
+                "one context per profile": stats(94.0 * scale),
+                "one context, switching profiles": stats(1166.0 * scale),
+            },
+            "baseline": "one context per profile",
+            "cost_per_switch_us": (1166.0 - 94.0) * scale / 2,
+            "ratio": 1166.0 / 94.0,
+        },
+        "memory": {
+            "engine_measured_mib": 2.0 * scale,
+            "plan_mib": 0.01 * scale,
+            "contexts_measured_mib": [0.0, 0.0, 0.0] if exact else [50.0, 50.0, 50.0],
+            "context_reported_mib": 0.0 if exact else 49.0,
+            "notes": ["TensorRT reports no memory figure for the engine itself"],
+        },
+        "runner_activation": {
+            "stats": {
+                "over an owned context": stats(55.0),
+                "creating its own context": stats(4700.0),
+            },
+            "baseline": "over an owned context",
+        },
+        "convenience": convenience(scale, prepared_graph_at_1),
+        "contexts": {
+            "by_batch": {
+                str(batch): {
+                    f"{memory}, {count} context{'s' * (count > 1)}": {
+                        "requests_per_s": rate,
+                        "images_per_s": rate * batch,
+                        "vs_one_context": rate / base,
+                    }
+                    for memory, base in (("page-locked", 2400.0), ("GPU-resident", 2300.0))
+                    for count, rate in ((1, base), (4, base * (2.5 if exact is False else 0.7)))
+                }
+                for batch in (4, 128)
+            },
+            "notes": [],
+            "threads": 8,
+        },
+        "largest_difference_from_onnx_runtime": 0.0 if exact else 1.5e-6,
+    }
+
+
+def benchmark(prepared_graph_at_1=16.0) -> dict:
+    return {
+        "environment": ENVIRONMENT,
+        "settings": {"rounds": 10, "reps": 200, "warmup": 50},
+        "models": {
+            "identity": model("identity", 1.0, prepared_graph_at_1),
+            "convnet": model("convnet", 15.0, 390.0),
+        },
+        "complete": True,
+    }
+
+
+def stress(processes=1, threads=8, memory="pageable", mps=False, images_per_s=220_000.0):
+    seconds = 27.0
+    requests = int(images_per_s * seconds / 150)
+    return {
+        "environment": ENVIRONMENT,
+        "load": {
+            "processes": processes,
+            "threads": threads,
+            "requests_per_thread": 5000,
+            "max_batch": 300,
+            "path": "lean",
+            "memory": memory,
+            "contexts_per_profile": 4,
+            "mps": mps,
+            "requests_served": requests,
+            "images_served": int(images_per_s * seconds),
+            "errors": 0,
+            "first_errors": [],
+            "seconds": seconds,
+            "cpu_cores_busy": 2.5,
+            "cpu_cores": 16,
+            "infer_us_per_request": 4700.0,
+            "check_us_per_request": 570.0,
+            "device_mib_before": 1318.0,
+            "device_mib_after": 1318.0,
+            "host_rss_mib_before": 4311.0,
+            "host_rss_mib_after": 4313.0,
+            "host_rss_mib_checkpoints": [[4000, 4312.0], [40000, 4313.0]],
+            "per_process": [],
+        },
+        "lifecycle": {
+            "dispatchers": 200,
+            "dispatchers_device_mib_delta": 0.0,
+            "prepared": 300,
+            "prepared_batches": [1, 77, 128],
+            "prepared_device_mib_delta": 0.0,
+            "activations": 1000,
+            "activations_device_mib_delta": 0.0,
+            "activations_plain_deactivate_device_mib_delta": 8.0,
+        },
+    }
+
+
+def level(concurrency, requests_per_s, p50, p99, per_execution, rss=None, errors=0):
+    result = {
+        "concurrency": concurrency,
+        "requests": int(requests_per_s * 5),
+        "requests_per_s": requests_per_s,
+        "images_per_s": requests_per_s,
+        "p50_us": p50,
+        "p90_us": (p50 + p99) / 2,
+        "p99_us": p99,
+        "requests_per_execution": per_execution,
+        "errors": errors,
+        "server_us": p50 * 0.6,
+        "queue_us": p50 * 0.2,
+        "compute_input_us": 20.0,
+        "compute_infer_us": p50 * 0.3,
+        "compute_output_us": 60.0,
+        "gpu_memory_mib_before": 2000.0,
+        "gpu_memory_mib_after": 2000.0,
+    }
+    if rss is not None:
+        result["server_rss_mib_before"], result["server_rss_mib_after"] = rss
+    return result
+
+
+def triton(levels, protocol="grpc") -> dict:
+    return {
+        "model": "dynamic_identity",
+        "protocol": protocol,
+        "levels": levels,
+        "environment": ENVIRONMENT,
+    }
+
+
+EXAMPLE = """Built dynamic_identity.engine in 12.0 s because there is no dynamic_identity.engine yet; it has 3 profiles
+low latency      (profile 0): batch 1: Y == X exactly
+"""  # noqa: E501
+SUITE = """....ss.... [100%]
+SKIPPED [1] tests/test_cli.py:136: root may write into any folder
+300 passed, 1 skipped in 400.00s (0:06:40)
+"""
+
+
+def write_folder(folder, runs: dict) -> None:
+    """Writes {file name: dict (as JSON) or str} into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, run in runs.items():
+        text = run if isinstance(run, str) else json.dumps(run, indent=2)
+        (folder / name).write_text(text, encoding="utf-8")
+
+
+def full_folder() -> dict:
+    """Every kind of run, as a folder of one environment holds them."""
+    return {
+        "environment.json": ENVIRONMENT,
+        "benchmark.json": benchmark(),
+        "stress.json": stress(),
+        "stress-mps-6x3-page-locked.json": stress(6, 3, "page-locked", True, 1_700_000.0),
+        "triton.json": triton(
+            [level(1, 1100.0, 870.0, 1270.0, 1.0), level(64, 8400.0, 7100.0, 12100.0, 37.8)]
+        ),
+        "triton-no-batcher.json": triton(
+            [level(1, 1000.0, 872.0, 3000.0, 1.0), level(64, 1500.0, 34600.0, 60600.0, 1.0)]
+        ),
+        "triton-soak.json": triton([level(64, 6900.0, 8800.0, 14700.0, 36.4, (900.0, 800.0))]),
+        "example.txt": EXAMPLE,
+        "suite.txt": SUITE,
+    }

@@ -1,0 +1,222 @@
+"""The results pages: rendered from committed data, current, and refusing data they cannot
+use. The figures in tests/results_data.py are invented for these tests."""
+
+import json
+import re
+
+import pytest
+
+import benchmark
+import loadgen
+import stress
+from dynamic_shapes import results
+from dynamic_shapes.results import ResultsError, read_results
+from dynamic_shapes.results_pages import render_pages, stale_pages
+from dynamic_shapes.targets import TARGETS
+from scenario import HERE
+from tests import results_data as data
+from tests.support import run_script
+
+FOLDER = "h100-trt8.6.0"
+
+
+def render(tmp_path, runs, folder=FOLDER) -> tuple:
+    data.write_folder(tmp_path / "results" / folder, runs)
+    pages = render_pages(tmp_path)
+    return pages[tmp_path / "docs/results.md"], pages[tmp_path / "docs/results.zh-CN.md"]
+
+
+def row(page: str, starts: str) -> list:
+    """The cells of the table row that starts with `starts`."""
+    (line,) = [line for line in page.splitlines() if line.startswith(f"| {starts} |")]
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_the_committed_pages_are_what_the_committed_data_renders():
+    assert stale_pages(HERE) == [], "run python3 render_results.py and commit the pages"
+    result = run_script("render_results.py", "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_without_results_the_pages_say_so_in_both_languages(tmp_path):
+    pages = render_pages(tmp_path)
+    english, chinese = (
+        pages[tmp_path / "docs/results.md"],
+        pages[tmp_path / "docs/results.zh-CN.md"],
+    )
+    assert "No results yet" in english
+    assert "尚无结果" in chinese
+
+
+def test_a_page_that_differs_from_the_data_is_stale(tmp_path):
+    data.write_folder(tmp_path / "results" / FOLDER, data.full_folder())
+    for path, text in render_pages(tmp_path).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert stale_pages(tmp_path) == []
+    stress_run = data.stress(images_per_s=230_000.0)
+    data.write_folder(tmp_path / "results" / FOLDER, {"stress.json": stress_run})
+    assert stale_pages(tmp_path) == [
+        tmp_path / "docs/results.md",
+        tmp_path / "docs/results.zh-CN.md",
+    ]
+
+
+def test_the_serving_paths_are_pivoted_to_batch_rows_with_ratios_to_the_floor(tmp_path):
+    english, _ = render(tmp_path, {"benchmark.json": data.benchmark(prepared_graph_at_1=16.0)})
+    identity = english.split("#### 6. Serving paths and the floors under them, identity")[1]
+    identity = identity.split("####")[0]
+    prepared = identity.split("Prepared requests and the bare loops:")[1]
+    header = row(prepared, "batch")
+    cells = dict(zip(header, row(prepared, "1"), strict=True))
+    floor = data.benchmark()["models"]["identity"]["convenience"]["by_batch"]["1"]
+    floor = floor["bare loop, page-locked"]["median_us"]
+    assert cells["prepared, page-locked, CUDA graph"] == f"16.0 ({16.0 / floor:.2f}x)"
+    assert cells["bare loop, page-locked"] == f"{floor:.1f}"  # the floor itself: no ratio
+    # GPU-resident paths are held against the bare execute on GPU buffers.
+    gpu_floor = data.benchmark()["models"]["identity"]["convenience"]["by_batch"]["1"]
+    gpu_floor = gpu_floor["bare execute, GPU-resident"]["median_us"]
+    ratio = float(cells["prepared, GPU-resident, CUDA graph"].split("(")[1].rstrip("x)"))
+    assert ratio == pytest.approx(0.45 * (26.0 + 0.35) / gpu_floor, abs=0.006)
+    # infer() has no graph on the dynamic profile: batch 4 shows a dash there.
+    through_infer = identity.split("Through `infer`")[1].split("Prepared requests")[0]
+    cells = dict(zip(row(through_infer, "batch"), row(through_infer, "4"), strict=True))
+    assert cells["pageable, CUDA graph"] == "-"
+
+
+@pytest.mark.parametrize(("median", "met"), [(16.0, "yes"), (18.5, "no")])
+def test_whether_a_target_is_met_is_computed_from_the_data(tmp_path, median, met):
+    english, chinese = render(tmp_path, {"benchmark.json": data.benchmark(median)})
+    cells = row(english, "18 us or less at batch 1: a prepared page-locked request with its "
+                         "CUDA graph (identity)")  # fmt: skip
+    assert cells[1:] == [f"{median:.1f} us", met]
+    (line,) = [
+        line for line in chinese.splitlines() if line.startswith("| 批大小 1 时不超过 18 us")
+    ]
+    assert line.endswith(f"| {median:.1f} us | {'是' if met == 'yes' else '否'} |")
+    # Without the run a target reads, it is not measured, neither met nor missed.
+    cells = row(english, "Triton: 64 batch-1 clients at p99 under 5 ms")
+    assert cells[1:] == ["not measured", "-"]
+
+
+def table_rows(page: str) -> list:
+    """The cells of every table row of a page, headers and rules left out."""
+    lines = page.splitlines()
+    return [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for index, line in enumerate(lines)
+        if line.startswith("| ")
+        and not line.startswith("| ---")
+        and not (index + 1 < len(lines) and lines[index + 1].startswith("| ---"))
+    ]
+
+
+def test_every_target_is_judged_from_a_full_folder(tmp_path):
+    english, _ = render(tmp_path, data.full_folder())
+    targets = english.split("### Targets")[1].split("###")[0]
+    verdicts = {cells[0]: cells[2] for cells in table_rows(targets)}
+    assert len(verdicts) == len(TARGETS)
+    assert "not measured" not in targets
+    assert verdicts["Triton: one batch-1 client at p50 under 0.6 ms"] == "no"  # 870 us
+    assert verdicts["every response exact, under stress.py's load and Triton's"] == "yes"
+    assert row(english, "Triton: 64 batch-1 clients, at least 5x the requests/s of the batcher "
+                        "off")[1:] == ["5.60x (8,400 / 1,500)", "yes"]  # fmt: skip
+
+
+def test_both_pages_carry_the_same_figures(tmp_path):
+    english, chinese = render(tmp_path, data.full_folder())
+    # Past each table's first column (the target's words, in each language), row by row; the
+    # words around a figure may put it elsewhere in its cell.
+    number = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")
+    english_rows, chinese_rows = table_rows(english), table_rows(chinese)
+    assert len(english_rows) == len(chinese_rows)
+    for english_cells, chinese_cells in zip(english_rows, chinese_rows, strict=True):
+        english_figures = sorted(number.findall(" ".join(english_cells[1:])))
+        assert english_figures == sorted(number.findall(" ".join(chinese_cells[1:])))
+
+
+def test_the_provenance_names_the_environment_and_each_runs_commit(tmp_path):
+    runs = data.full_folder()
+    later = {**data.ENVIRONMENT, "commit": "def5678", "date": "2030-02-03T00:00:00+00:00"}
+    runs["triton.json"] = {**runs["triton.json"], "environment": later}
+    english, _ = render(tmp_path, runs)
+    section = english.split(f"## {FOLDER}")[1]
+    assert "NVIDIA H100 80GB HBM3, driver 580.00.00, TensorRT 8.6.0, Python 3.10.13." in section
+    assert "- commit def5678, 2030-02-03, Polygraphy 0.49.26" in section
+    (line,) = [line for line in section.splitlines() if "def5678" in line]
+    assert line.endswith(": `triton.json`")
+
+
+def test_each_environment_has_its_own_tables(tmp_path):
+    other = {**data.ENVIRONMENT, "tensorrt": "10.13.0", "gpu": "NVIDIA H200"}
+    data.write_folder(tmp_path / "results" / "h200-trt10.13.0", {
+        "stress.json": {**data.stress(images_per_s=440_000.0), "environment": other}})  # fmt: skip
+    english, _ = render(tmp_path, {"stress.json": data.stress(images_per_s=220_000.0)})
+    first, second = english.split(f"## {FOLDER}")[1].split("## h200-trt10.13.0")
+    assert "220,000" in first and "440,000" not in first
+    assert "440,000" in second and "220,000" not in second
+
+
+def test_a_folder_whose_runs_come_from_two_environments_is_refused(tmp_path):
+    other = {**data.ENVIRONMENT, "tensorrt": "10.13.0"}
+    runs = {"stress.json": data.stress(), "triton.json": {**data.triton([]), "environment": other}}
+    data.write_folder(tmp_path / "results" / FOLDER, runs)
+    with pytest.raises(ResultsError, match=r"triton\.json ran with tensorrt '10\.13\.0'"):
+        read_results(tmp_path / "results")
+
+
+@pytest.mark.parametrize(
+    ("folder", "runs", "message"),
+    [
+        ("H100", {"stress.json": data.stress()}, "named <gpu>-trt<TensorRT version>"),
+        ("h200-trt8.6.0", {"stress.json": data.stress()}, r"name the folder .*\(h100-trt8.6.0\)"),
+        (FOLDER, {"benchmrk.json": data.benchmark()}, "benchmrk.json: not a results file"),
+        (FOLDER, {"example.txt": data.EXAMPLE}, "needs .*environment.json beside it"),
+        (FOLDER, {"stress.json": {k: v for k, v in data.stress().items() if k != "environment"}},
+         "no environment record"),
+        (FOLDER, {"stress.json": "{not json"}, "stress.json: not JSON"),
+    ],
+)  # fmt: skip
+def test_results_it_cannot_use_are_refused_with_the_fix(tmp_path, folder, runs, message):
+    data.write_folder(tmp_path / "results" / folder, runs)
+    with pytest.raises(ResultsError, match=message):
+        render_pages(tmp_path)
+
+
+def test_the_folder_name_comes_from_the_gpu_and_tensorrt():
+    assert results.folder_name(data.ENVIRONMENT) == "h100-trt8.6.0"
+    assert results.folder_name({"gpu": "NVIDIA A10G", "tensorrt": "10.0.1"}) == "a10g-trt10.0.1"
+    with pytest.raises(ResultsError, match="no GPU or no TensorRT recorded"):
+        results.folder_name({"gpu": None, "tensorrt": None})
+
+
+def test_record_environment_writes_the_record_into_the_folder_named(tmp_path):
+    folder = tmp_path / "results" / FOLDER
+    result = run_script("render_results.py", "--record-environment", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(folder)
+    record = json.loads((folder / "environment.json").read_text())
+    assert set(results.IDENTITY) <= set(record)
+
+
+def test_record_environment_without_a_gpu_names_no_folder_and_says_why():
+    result = run_script("render_results.py", "--record-environment")
+    assert result.returncode == 1
+    assert result.stderr.startswith("render_results.py: no GPU or no TensorRT recorded")
+
+
+def test_the_fixtures_are_in_the_formats_the_scripts_write():
+    """The scripts' own reports read the fixtures: their formats are the real ones."""
+    assert benchmark.BASELINE == results.FLOOR
+    assert benchmark.GPU_BASELINE == results.GPU_FLOOR
+    run = data.benchmark()
+    assert "three narrow profiles" in benchmark.report(json.loads(json.dumps(run)))
+    stress_run = data.stress()
+    assert all(passed for passed, _ in stress.verdicts(stress_run["load"], stress_run["lifecycle"]))
+    assert "8400" in loadgen.report(data.full_folder()["triton.json"]["levels"])
+
+
+def test_every_declared_run_is_a_file_the_renderer_reads():
+    for run in results.RUNS:
+        assert run.file in results.RUN_OF
+        assert f"$folder/{run.file}" in run.command or run.file == "environment.json"
