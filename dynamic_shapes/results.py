@@ -62,7 +62,7 @@ class Run:
 
 MPS = " (MPS)"
 RUNS = (
-    Run(ENVIRONMENT_FILE, "python3 render_results.py --record-environment $folder"),
+    Run(ENVIRONMENT_FILE, "folder=$(python3 render_results.py --record-environment)"),
     Run(
         "example.txt",
         "rm -f dynamic_identity.engine dynamic_identity.engine.json && "
