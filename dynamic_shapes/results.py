@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from dynamic_shapes.measure.convenience import BASELINE, GPU_BASELINE
+
 PAGES = {"en": Path("docs/results.md"), "zh-CN": Path("docs/results.zh-CN.md")}
 RESULTS = Path("results")
 ENVIRONMENT_FILE = "environment.json"
@@ -37,8 +39,7 @@ TRITON_FILE = re.compile(r"^triton(-[a-z0-9.-]+)?\.json$")
 TEXT_FILES = ("example.txt", "inspect.txt", "suite.txt")
 
 # benchmark.py's names for its variants (tests/test_results.py holds them to benchmark.py's).
-FLOOR = "bare loop, page-locked"
-GPU_FLOOR = "bare execute, GPU-resident"
+FLOOR, GPU_FLOOR = BASELINE, GPU_BASELINE
 PREPARED = "dispatcher, prepared, "
 GRAPH = ", CUDA graph"
 PAGEABLE_INFER = ("dispatcher, pageable", "dispatcher, pageable, CUDA graph")
@@ -293,8 +294,3 @@ def by_batch(section: dict) -> list:
 
 def short(variant: str) -> str:
     return variant.removeprefix("dispatcher, ")
-
-
-def floor_of(variant: str) -> str:
-    """The bare loop a path is held against: the one with the same memory (as benchmark.py)."""
-    return GPU_FLOOR if "GPU-resident" in variant else FLOOR

@@ -4,6 +4,7 @@ results/: for each environment its provenance, the targets, and the tables of ev
 import re
 from pathlib import Path
 
+from dynamic_shapes.measure.report import floor_of
 from dynamic_shapes.results import (
     BATCHER_PAIRS,
     FLOOR,
@@ -19,7 +20,6 @@ from dynamic_shapes.results import (
     by_batch,
     change,
     count,
-    floor_of,
     read_results,
     run_order,
     short,

@@ -4,6 +4,7 @@ it is met."""
 
 from dataclasses import dataclass
 
+from dynamic_shapes.measure.report import floor_of
 from dynamic_shapes.results import (
     GRAPH,
     PAGEABLE_INFER,
@@ -14,7 +15,6 @@ from dynamic_shapes.results import (
     by_batch,
     change,
     count,
-    floor_of,
     short,
     times,
     us,

@@ -19,7 +19,7 @@ from dynamic_shapes.gpu import tensorrt_problem
 from scenario import HERE
 from tests.support import run_script, script_with_imports_failing
 
-INSTALL_LINE = re.compile(r"^python3 -m pip install (.*)$", re.MULTILINE)
+INSTALL_LINE = re.compile(r"^\s*python3 -m pip install (.*)$", re.MULTILINE)
 
 
 def install_lines(readme) -> list:

@@ -6,12 +6,13 @@ import re
 
 import pytest
 
-import benchmark
 import loadgen
-import stress
 from dynamic_shapes import results
+from dynamic_shapes.measure import convenience
+from dynamic_shapes.measure.report import report as benchmark_report
 from dynamic_shapes.results import ResultsError, read_results
 from dynamic_shapes.results_pages import render_pages, stale_pages
+from dynamic_shapes.stress.verdicts import verdicts
 from dynamic_shapes.targets import TARGETS
 from scenario import HERE
 from tests import results_data as data
@@ -207,12 +208,12 @@ def test_record_environment_without_a_gpu_names_no_folder_and_says_why():
 
 def test_the_fixtures_are_in_the_formats_the_scripts_write():
     """The scripts' own reports read the fixtures: their formats are the real ones."""
-    assert benchmark.BASELINE == results.FLOOR
-    assert benchmark.GPU_BASELINE == results.GPU_FLOOR
+    assert convenience.BASELINE == results.FLOOR
+    assert convenience.GPU_BASELINE == results.GPU_FLOOR
     run = data.benchmark()
-    assert "three narrow profiles" in benchmark.report(json.loads(json.dumps(run)))
+    assert "three narrow profiles" in benchmark_report(json.loads(json.dumps(run)))
     stress_run = data.stress()
-    assert all(passed for passed, _ in stress.verdicts(stress_run["load"], stress_run["lifecycle"]))
+    assert all(passed for passed, _ in verdicts(stress_run["load"], stress_run["lifecycle"]))
     assert "8400" in loadgen.report(data.full_folder()["triton.json"]["levels"])
 
 
