@@ -1,6 +1,8 @@
 """
 What the scripts beside this package share, one module a concern. Modules import downwards only:
 
+    planner       profiles planned from a workload: workloads, recording,      (planning floor)
+                  candidates, scoring, the report
     stress        the dispatcher under load and through lifecycles (stress.py) (measuring floor)
     measure       the walkthrough's trade-offs measured (benchmark.py)         (measuring floor)
     triton        Triton model repositories for a saved engine                 (serving floor)

@@ -1,0 +1,15 @@
+"""
+Planning optimization profiles from a workload, one module a concern (each imports only those
+above it in this list, and the library's floors below):
+
+    workloads    a workload (the shapes of a stream of requests): files, histogram, summary
+    generators   seeded workloads: the walkthrough's scenario, a transformer service
+    recorder     appending the shapes a running service serves to a workload file, bounded
+    candidates   candidate profile sets cut where the workload's shapes cluster
+    scoring      a candidate's latency and throughput over the workload, from a replay's
+                 per-shape timings; candidates ranked
+    report       the ranked candidates as text
+
+Building each candidate's engine and replaying the workload on it needs a GPU and lives above
+this package; everything here runs without one.
+"""
