@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from build_model import ensure_model
-from dynamic_shapes import cli
+from dynamic_shapes import cli, options
 from dynamic_shapes.environment import environment
 from dynamic_shapes.files import write_atomically
 from dynamic_shapes.gpu import require_gpu_stack
@@ -54,18 +54,6 @@ PLOT_FORMATS = ("png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif", 
 # (rounds, reps, warmup): by default, and for --quick.
 COUNTS = {"rounds": 10, "reps": 200, "warmup": 50}
 QUICK_COUNTS = {"rounds": 3, "reps": 20, "warmup": 5}
-
-
-def batch_sizes(text) -> tuple:
-    try:
-        sizes = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a comma-separated list of integers: {text!r}"
-        ) from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be 1 or more: {text!r}")
-    return sizes
 
 
 def plot_file(text) -> Path:
@@ -115,7 +103,7 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--batch-sizes",
-        type=batch_sizes,
+        type=options.batch_sizes(),
         help="comma-separated batch sizes for sections 1 and 6 "
         "(default: 1,4,16,32,128 and 1,4,32,128)",
     )
@@ -132,11 +120,10 @@ def parse_args(argv=None):
         default=SECTIONS,
         help=f"comma-separated subset of: {','.join(SECTIONS)}",
     )
-    parser.add_argument(
-        "--json",
-        type=cli.output_file,
+    options.add_json(
+        parser,
+        "where to write every figure and the environment (default: %(default)s)",
         default="benchmark.json",
-        help="where to write every figure and the environment (default: %(default)s)",
     )
     parser.add_argument(
         "--plot",
@@ -144,10 +131,9 @@ def parse_args(argv=None):
         help="also draw the latencies as a chart, in the format its suffix names: "
         f"{', '.join(PLOT_FORMATS)} (needs matplotlib)",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a smoke run: 3 rounds of 20 calls, 5 warm-up calls; --rounds, --reps and "
+    options.add_quick(
+        parser,
+        "a smoke run: 3 rounds of 20 calls, 5 warm-up calls; --rounds, --reps and "
         "--warmup, where given, are kept",
     )
     args = parser.parse_args(argv)
@@ -165,10 +151,7 @@ def parse_args(argv=None):
     names = [name for name, _, _ in args.models]
     if len(set(names)) < len(names):
         parser.error(f"argument --model: two models named alike in {names}")
-    # Counts given explicitly win over --quick's, which win over the defaults.
-    for name, default in (QUICK_COUNTS if args.quick else COUNTS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, default)
+    options.fill_counts(args, COUNTS, QUICK_COUNTS)
     args.narrow_vs_wide_batches = args.batch_sizes or NARROW_VS_WIDE_BATCHES
     args.convenience_batches = args.batch_sizes or CONVENIENCE_BATCHES
     args.contexts_batches = args.batch_sizes or CONTEXTS_BATCHES

@@ -14,10 +14,9 @@ Writes dynamic_identity.engine; inspect it with: polygraphy inspect model dynami
 """
 
 import sys
-from pathlib import Path
 
 from build_model import ensure_model
-from dynamic_shapes import cli
+from dynamic_shapes import cli, options
 from dynamic_shapes.engines import create_contexts, load_or_build_engine
 from dynamic_shapes.gpu import installed_polygraphy_problem, require_gpu_stack
 from scenario import (
@@ -127,23 +126,19 @@ def infer_and_check(runner, use_case: str, batch_sizes) -> str:
 
 def parse_args(argv=None):
     parser = cli.make_parser(__file__, __doc__)
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=MODEL_PATH,
-        help=f"an identity model with input {MODEL_INPUT.describe()} (default: %(default)s)",
+    options.add_model_file(
+        parser,
+        MODEL_PATH,
+        f"an identity model with input {MODEL_INPUT.describe()} (default: %(default)s)",
     )
-    parser.add_argument(
-        "--engine",
-        type=cli.output_file,
-        default=ENGINE_PATH,
-        help="where to save the engine (default: %(default)s)",
+    options.add_engine(
+        parser, ENGINE_PATH, "where to save the engine (default: %(default)s)", built=True
     )
     parser.add_argument(
         "--rebuild", action="store_true", help="build the engine even if the saved one fits"
     )
     args = parser.parse_args(argv)
-    cli.check_engine_argument(parser, args.engine, args.model)
+    options.check_engine(parser, args.engine, args.model)
     return args
 
 

@@ -14,19 +14,14 @@ says which), on the same GPU model.
 """
 
 import sys
-from pathlib import Path
 
-from dynamic_shapes import cli
+from dynamic_shapes import cli, options
 from dynamic_shapes.engines import read_record
 from dynamic_shapes.onnx_inputs import read_model_input, read_model_outputs
 from dynamic_shapes.triton import (
-    DEFAULT_QUEUE_DELAY_US,
-    UINT64_MAX,
     batch_ranges_of,
     check_built_from,
-    model_name_for,
     replace_repository,
-    repository_folder,
     tensorrt_configs,
     write_tensorrt_repository,
 )
@@ -35,38 +30,21 @@ from scenario import ENGINE_PATH, MODEL_PATH
 
 def parse_args(argv=None):
     parser = cli.make_parser(__file__, __doc__)
-    parser.add_argument(
-        "--engine", type=Path, default=ENGINE_PATH, help="the saved engine (%(default)s)"
-    )
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=MODEL_PATH,
-        help="the ONNX model the engine was built from (%(default)s)",
+    options.add_engine(parser, ENGINE_PATH, "the saved engine (%(default)s)", built=False)
+    options.add_model_file(
+        parser, MODEL_PATH, "the ONNX model the engine was built from (%(default)s)"
     )
     parser.add_argument(
         "--output",
-        type=cli.checked(repository_folder),
+        type=options.repository,
         default="triton_tensorrt",
         help="the repository folder to write: new, empty, or one this script or serve.py "
         "wrote, which is replaced (%(default)s)",
     )
-    parser.add_argument(
-        "--name",
-        help="the model's name in Triton (default: the engine's stem): letters, digits, '_', "
-        "'.' and '-'",
-    )
-    parser.add_argument(
-        "--max-queue-delay-us",
-        type=cli.integer_in(0, UINT64_MAX),
-        default=DEFAULT_QUEUE_DELAY_US,
-        help="how long the dynamic batcher may hold a request to gather a batch (%(default)s)",
-    )
+    options.add_model_name(parser)
+    options.add_max_queue_delay(parser)
     args = parser.parse_args(argv)
-    try:
-        args.name = model_name_for(args.name, args.engine)
-    except ValueError as error:
-        parser.error(f"argument --name: {error}")
+    options.check_model_name(parser, args)
     return args
 
 

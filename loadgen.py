@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynamic_shapes import cli
+from dynamic_shapes import cli, options
 from dynamic_shapes.environment import environment
 from dynamic_shapes.files import write_atomically
 from dynamic_shapes.triton import check_model_name
@@ -58,10 +58,9 @@ def process_id(text) -> int:
 
 def parse_args(argv=None):
     parser = cli.make_parser(__file__, __doc__)
-    parser.add_argument("--host", type=cli.host, default="127.0.0.1", help="(%(default)s)")
+    options.add_host(parser, "(%(default)s)")
     parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
-    for flag, port in zip(PORTS, (8001, 8000, 8002), strict=True):
-        parser.add_argument(flag, type=cli.port, default=port, help="(%(default)s)")
+    options.add_ports(parser, PORTS)
     parser.add_argument(
         "--model", type=cli.checked(check_model_name), default="dynamic_identity",
         help="(%(default)s)",
@@ -90,9 +89,9 @@ def parse_args(argv=None):
         help="also report the resident memory of this process and its children before and "
         "after each concurrency (serve.py prints tritonserver's)",
     )
-    parser.add_argument("--json", type=cli.output_file, help="also write every figure here")
+    options.add_json(parser, "also write every figure here")
     args = parser.parse_args(argv)
-    cli.refuse_shared_ports(parser, args, PORTS)
+    options.check_ports(parser, args, PORTS)
     return args
 
 

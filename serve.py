@@ -15,7 +15,6 @@ tritonclient calls over HTTP and gRPC). The repository runs as it is in NVIDIA's
 container, with the TensorRT version the engine was built with.
 """
 
-import argparse
 import importlib.util
 import json
 import os
@@ -33,21 +32,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from dynamic_shapes import cli
+from dynamic_shapes import cli, options
 from dynamic_shapes.engines import read_record
 from dynamic_shapes.onnx_inputs import read_model_input, read_model_outputs
 from dynamic_shapes.triton import (
     DEFAULT_MAX_BATCH_SIZE,
-    DEFAULT_QUEUE_DELAY_US,
     INT32_MAX,
-    UINT64_MAX,
     batch_ranges_of,
     check_batching,
     check_built_from,
-    model_name_for,
     python_config,
     replace_repository,
-    repository_folder,
     write_python_repository,
 )
 from scenario import ENGINE_PATH, HERE, MODEL_PATH
@@ -61,51 +56,23 @@ TRITON_MODEL = HERE / "triton_model" / "model.py"
 PORTS = ("--http-port", "--grpc-port", "--metrics-port")
 
 
-def batch_size_list(text) -> list:
-    try:
-        sizes = [int(part) for part in text.split(",") if part]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a comma-separated list of integers: {text!r}"
-        ) from None
-    if any(size < 1 for size in sizes):
-        raise argparse.ArgumentTypeError(f"batch sizes must be 1 or more: {text!r}")
-    if any(size > INT32_MAX for size in sizes):
-        raise argparse.ArgumentTypeError(f"batch sizes must be {INT32_MAX} or less: {text!r}")
-    return sizes
-
-
 def parse_args(argv=None):
     parser = cli.make_parser(__file__, __doc__)
-    parser.add_argument("--engine", type=Path, default=ENGINE_PATH, help="(%(default)s)")
-    parser.add_argument(
-        "--model", type=Path, default=MODEL_PATH, help="the ONNX model it was built from"
-    )
-    parser.add_argument(
-        "--name",
-        help="the model's name in Triton (default: the engine's stem): letters, digits, '_', "
-        "'.' and '-'",
-    )
+    options.add_engine(parser, ENGINE_PATH, "(%(default)s)", built=False)
+    options.add_model_file(parser, MODEL_PATH, "the ONNX model it was built from")
+    options.add_model_name(parser)
     parser.add_argument(
         "--repository",
-        type=cli.checked(repository_folder),
+        type=options.repository,
         help="where to write the model repository: new, empty, or one this script or "
         "export_triton.py wrote, which is replaced (default: a temporary folder, removed after)",
     )
-    parser.add_argument(
-        "--host", type=cli.host, default="127.0.0.1", help="address to listen on (%(default)s)"
-    )
-    for flag, port in zip(PORTS, (8000, 8001, 8002), strict=True):
-        parser.add_argument(flag, type=cli.port, default=port, help="(%(default)s)")
-    parser.add_argument(
-        "--max-queue-delay-us",
-        type=cli.integer_in(0, UINT64_MAX),
-        default=DEFAULT_QUEUE_DELAY_US,
-        help="how long the dynamic batcher may hold a request to gather a batch (%(default)s)",
-    )
+    options.add_host(parser, "address to listen on (%(default)s)")
+    options.add_ports(parser, PORTS)
+    options.add_max_queue_delay(parser)
     parser.add_argument(
         "--preferred-batch-sizes",
-        type=batch_size_list,
+        type=options.batch_sizes(INT32_MAX, may_be_empty=True),
         help="the batch sizes the dynamic batcher gathers, none above --max-batch-size "
         "(default: the profiles' opts and maxes up to it)",
     )
@@ -116,22 +83,19 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--max-batch-size",
-        type=cli.integer_in(1, INT32_MAX),
+        type=options.triton_int32,
         default=DEFAULT_MAX_BATCH_SIZE,
         help="the largest batch a request, or a gathered batch, may have (%(default)s)",
     )
     parser.add_argument(
         "--instances",
-        type=cli.integer_in(1, INT32_MAX),
+        type=options.triton_int32,
         default=DEFAULT_INSTANCES,
         help="model instances on the GPU, a process each: Triton runs that many batches at "
         "once (%(default)s)",
     )
-    parser.add_argument(
-        "--contexts-per-profile",
-        type=cli.positive,
-        default=1,
-        help="execution contexts per profile in each instance (%(default)s)",
+    options.add_contexts_per_profile(
+        parser, 1, "execution contexts per profile in each instance (%(default)s)"
     )
     parser.add_argument(
         "--no-serve", action="store_true", help="write the repository (--repository) and stop"
@@ -146,11 +110,8 @@ def parse_args(argv=None):
             check_batching(args.max_batch_size, args.preferred_batch_sizes)
         except ValueError as error:
             parser.error(f"argument --preferred-batch-sizes: {error} (--max-batch-size)")
-    cli.refuse_shared_ports(parser, args, PORTS)
-    try:
-        args.name = model_name_for(args.name, args.engine)
-    except ValueError as error:
-        parser.error(f"argument --name: {error}")
+    options.check_ports(parser, args, PORTS)
+    options.check_model_name(parser, args)
     return args
 
 

@@ -29,7 +29,7 @@ import json
 import sys
 
 from build_model import ensure_model
-from dynamic_shapes import cli
+from dynamic_shapes import cli, options
 from dynamic_shapes.engines import load_or_build_engine
 from dynamic_shapes.environment import environment
 from dynamic_shapes.files import write_atomically
@@ -76,39 +76,31 @@ def parse_args(argv=None):
         default="pageable",
         help="where the load's requests and outputs live (lean path; gpu needs CuPy): %(default)s",
     )
-    parser.add_argument(
-        "--contexts-per-profile",
-        type=cli.positive,
-        default=CONTEXTS_PER_PROFILE,
-        help="execution contexts serving each profile (%(default)s)",
+    options.add_contexts_per_profile(
+        parser, CONTEXTS_PER_PROFILE, "execution contexts serving each profile (%(default)s)"
     )
-    parser.add_argument(
-        "--engine",
-        type=cli.output_file,
-        default=ENGINE_PATH,
-        help="the engine to serve, built and saved there when missing or stale "
-        "(default: %(default)s)",
+    options.add_engine(
+        parser,
+        ENGINE_PATH,
+        "the engine to serve, built and saved there when missing or stale (default: %(default)s)",
+        built=True,
     )
-    parser.add_argument("--json", type=cli.output_file, help="also write every figure here")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="8 x 250 requests after 8 x 100, 20 dispatchers, 30 prepared requests of each "
+    options.add_json(parser, "also write every figure here")
+    options.add_quick(
+        parser,
+        "8 x 250 requests after 8 x 100, 20 dispatchers, 30 prepared requests of each "
         "size, 100 activations; the counts given explicitly (--requests, --warmup, "
         "--dispatchers, --prepared, --activations) are kept",
     )
     args = parser.parse_args(argv)
-    cli.check_engine_argument(parser, args.engine, MODEL_PATH)
+    options.check_engine(parser, args.engine, MODEL_PATH)
     if args.memory != "pageable" and args.path == "runner":
         parser.error(f"--memory {args.memory} needs --path lean; the runner path is for NumPy")
     if args.memory == "gpu" and importlib.util.find_spec("cupy") is None:
         parser.error(
             "--memory gpu needs CuPy: python3 -m pip install -r requirements-gpu-arrays.txt"
         )
-    # Counts given explicitly win over --quick's, which win over the defaults.
-    for name, default in (QUICK_COUNTS if args.quick else COUNTS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, default)
+    options.fill_counts(args, COUNTS, QUICK_COUNTS)
     return args
 
 

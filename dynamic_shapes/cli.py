@@ -140,17 +140,6 @@ def checked(check):
     return argument
 
 
-def refuse_shared_ports(parser, args, flags) -> None:
-    """Refuses, as a bad argument, two of `flags` (port options) given the same port: one
-    server cannot listen on one port twice."""
-    seen = {}
-    for flag in flags:
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value in seen:
-            parser.error(f"argument {flag}: {value} is the port of {seen[value]} too")
-        seen[value] = flag
-
-
 def output_file(text) -> Path:
     """A path a file can be written to: checked now, so that a long run cannot end with
     nowhere to put its results."""
@@ -166,17 +155,6 @@ def output_folder(text) -> Path:
         return check_writable_folder(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def check_engine_argument(parser, engine, model) -> None:
-    """Refuses, as a bad argument (exit 2), an --engine path the project may not write an
-    engine built from `model` to: the model itself, or a file the project did not save."""
-    from dynamic_shapes.engines import check_engine_destination
-
-    try:
-        check_engine_destination(engine, model)
-    except ValueError as error:
-        parser.error(f"argument --engine: {error}")
 
 
 class Progress:
