@@ -36,13 +36,7 @@ def check_writable(path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder; name a file to write")
-    folder = path.parent
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder")
-    if not folder.is_dir():
-        raise ValueError(f"cannot write {path}: there is no folder {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write {path}: the folder {folder} is not writable")
+    _check_folder_to_write_in(path.parent, f"cannot write {path}")
     return path
 
 
@@ -52,11 +46,16 @@ def check_writable_folder(path) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} is a file; name a folder")
-    folder = path if path.is_dir() else path.parent
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"cannot write into {path}: {folder} is a file, not a folder")
-    if not folder.is_dir():
-        raise ValueError(f"cannot write into {path}: there is no folder {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write into {path}: the folder {folder} is not writable")
+    _check_folder_to_write_in(path if path.is_dir() else path.parent, f"cannot write into {path}")
     return path
+
+
+def _check_folder_to_write_in(folder: Path, cannot: str) -> None:
+    """Raises ValueError, its message starting with `cannot`, unless `folder` is an existing
+    folder this process may create files in."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{cannot}: {folder} is a file, not a folder")
+    if not folder.is_dir():
+        raise ValueError(f"{cannot}: there is no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{cannot}: the folder {folder} is not writable")
