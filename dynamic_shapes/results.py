@@ -267,30 +267,6 @@ def read_run(path: Path):
     return run
 
 
-# ---------------------------------------------------------------------------------------------
-# How a figure is written
-
-
-def us(value) -> str:
-    return f"{value:.1f}"
-
-
-def times(value) -> str:
-    return f"{value:.2f}x"
-
-
-def count(value) -> str:
-    return f"{value:,.0f}"
-
-
-def change(value) -> str:
-    return f"{value:+.1f}"
-
-
 def by_batch(section: dict) -> list:
     """(batch, figures) in batch order: JSON turns the batch keys into strings."""
     return sorted(((int(batch), figures) for batch, figures in section.items()))
-
-
-def short(variant: str) -> str:
-    return variant.removeprefix("dispatcher, ")

@@ -18,14 +18,10 @@ from dynamic_shapes.results import (
     TRITON_FILE,
     Environment,
     by_batch,
-    change,
-    count,
     read_results,
     run_order,
-    short,
-    times,
-    us,
 )
+from dynamic_shapes.results_figures import change, count, short, times, us
 from dynamic_shapes.results_text import TEXT
 from dynamic_shapes.targets import TARGETS
 

@@ -13,12 +13,8 @@ from dynamic_shapes.results import (
     TRITON_FILE,
     Environment,
     by_batch,
-    change,
-    count,
-    short,
-    times,
-    us,
 )
+from dynamic_shapes.results_figures import change, count, short, times, us
 
 # The limits stress.py passes or fails a load by, applied to Triton's soak too.
 DEVICE_LEAK_LIMIT_MIB = 1.0
