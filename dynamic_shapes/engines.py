@@ -255,8 +255,11 @@ def load_or_build_engine(model_path, engine_path, profiles: dict, rebuild=False,
     start = time.monotonic()
     with progress.ticking(f"building {name}") if progress else contextlib.nullcontext():
         engine = build_engine(model_path, profiles)
-    save_engine(engine, engine_path, wanted)
-    return engine, f"Built {name} in {time.monotonic() - start:.1f} s because {reason}"
+    seconds = time.monotonic() - start
+    # The build time is kept in the record (reuse_verdict ignores it), so that a planner that
+    # reuses the engine can still report what it cost to build.
+    save_engine(engine, engine_path, {**wanted, "build_seconds": round(seconds, 3)})
+    return engine, f"Built {name} in {seconds:.1f} s because {reason}"
 
 
 def batch_ranges(engine, input_name) -> tuple:
