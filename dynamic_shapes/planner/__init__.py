@@ -9,7 +9,10 @@ above it in this list, and the library's floors below):
     scoring      a candidate's latency and throughput over the workload, from a replay's
                  per-shape timings; candidates ranked
     report       the ranked candidates as text
+    replay       each candidate's engine built and the workload replayed on it through the
+                 dispatcher, outputs checked against ONNX Runtime; the planner as one function
 
-Building each candidate's engine and replaying the workload on it needs a GPU and lives above
-this package; everything here runs without one.
+Only replay needs a GPU, and imports TensorRT (through the engines and the dispatcher) where it
+builds or serves an engine; everything else here runs without one. plan_profiles.py is the
+command (docs/planning.md is the guide).
 """
