@@ -52,6 +52,8 @@ DEFAULT_VALUE_RANGE = (0, 99)
 DEFAULT_WARMUP = 100
 # How often the replay's progress line is rewritten, in requests.
 PROGRESS_EVERY = 250
+# And how often the check's, in distinct shapes (each costs an ONNX Runtime run the first time).
+CHECK_PROGRESS_EVERY = 50
 
 
 # The model
@@ -350,7 +352,9 @@ def measure_candidate(model_path, candidate, order, requests, checks, settings, 
     context_memory = context_memory_size(engine) * contexts
     with Dispatcher(engine, contexts_per_profile=settings.threads) as dispatcher:
         # Untimed: every shape once, its outputs checked, then the warm-up.
-        for key in requests:
+        for index, key in enumerate(requests):
+            if progress is not None and index % CHECK_PROGRESS_EVERY == 0:
+                progress(f"{candidate.name}: checking shape {index + 1}/{len(requests)}")
             checks.check(candidate.name, key, dispatcher.infer(requests[key]))
         for key in order[: settings.warmup]:
             dispatcher.infer(requests[key])
