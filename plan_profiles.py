@@ -152,19 +152,15 @@ def parse_args(argv=None):
         help="where each candidate's engine is saved and reused (default: beside the model)",
     )
     planning.add_argument("--rebuild", action="store_true", help="build every engine again")
-    planning.add_argument(
-        "--json",
-        type=cli.output_file,
-        metavar="FILE",
-        help="write every figure and the environment here",
-    )
-    planning.add_argument(
-        "--write-profiles",
-        metavar="FILE",
-        type=cli.output_file,
-        help="write the best candidate's profiles here, as the JSON file the scripts' --profiles "
-        "takes",
-    )
+    for flag, help_ in [
+        ("--json", "write every figure and the environment here"),
+        (
+            "--write-profiles",
+            "write the best candidate's profiles here, as the JSON file the scripts' --profiles "
+            "takes",
+        ),
+    ]:
+        planning.add_argument(flag, metavar="FILE", type=cli.output_file, help=help_)
     add_profile_options(parser)
     args = parser.parse_args(argv)
     check_args(parser, args)
