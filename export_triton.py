@@ -3,29 +3,36 @@
 Writes a model repository for Triton Inference Server's TensorRT backend from a saved engine
 and the record beside it (see example.py): a model that serves every batch from 1 to 32 through
 Triton's dynamic batcher, and one that serves every batch some profile accepts, one request a
-batch. dynamic_shapes/triton.py says why there are two.
+batch. dynamic_shapes/triton.py says why there are two, and which CUDA graphs each captures.
 
     python3 export_triton.py                          # dynamic_identity.engine -> triton_tensorrt/
     python3 export_triton.py --engine m.engine --model m.onnx --output repo/ --name m
+    python3 export_triton.py --server-tensorrt 8.6.1 --instances 2
 
 Needs no GPU: the profiles come from the engine's record, the tensors from the ONNX model it was
 built from. Triton must run the same TensorRT version the engine was built with (the config
-says which), on the same GPU model.
+says which; --server-tensorrt checks it), on the same GPU model.
 """
 
+import re
 import sys
 
 from dynamic_shapes import cli, options
 from dynamic_shapes.engines import read_record
-from dynamic_shapes.onnx_inputs import read_model_input, read_model_outputs
 from dynamic_shapes.triton import (
-    batch_ranges_of,
-    check_built_from,
-    replace_repository,
-    tensorrt_configs,
-    write_tensorrt_repository,
+    DEFAULT_QUEUE_DELAY_US,
+    check_server_tensorrt,
+    export_tensorrt_repository,
 )
 from scenario import ENGINE_PATH, MODEL_PATH
+
+TENSORRT_VERSION = re.compile(r"\d+\.\d+\.\d+(\.\d+)?")
+
+
+def tensorrt_version(text) -> str:
+    if not TENSORRT_VERSION.fullmatch(text):
+        raise ValueError(f"{text!r} is not a TensorRT version such as 8.6.1 or 10.0.1.6")
+    return text
 
 
 def parse_args(argv=None):
@@ -43,8 +50,42 @@ def parse_args(argv=None):
     )
     options.add_model_name(parser)
     options.add_max_queue_delay(parser)
+    parser.add_argument(
+        "--instances",
+        type=options.triton_int32,
+        default=1,
+        help="model instances on each GPU, a context per listed profile each: Triton runs that "
+        "many batches at once (%(default)s)",
+    )
+    parser.add_argument(
+        "--no-dynamic-batching",
+        action="store_true",
+        help="serve each request to the batched model as it comes, for comparison",
+    )
+    parser.add_argument(
+        "--no-cuda-graphs", action="store_true", help="capture no CUDA graph, for comparison"
+    )
+    parser.add_argument(
+        "--server-tensorrt",
+        type=cli.checked(tensorrt_version),
+        metavar="VERSION",
+        help="the TensorRT version of the server that will serve the repository (its container "
+        "release says which): an engine built by another is refused",
+    )
     args = parser.parse_args(argv)
+    if args.no_dynamic_batching and args.max_queue_delay_us != DEFAULT_QUEUE_DELAY_US:
+        parser.error("--max-queue-delay-us configures the dynamic batcher; drop one of them")
     options.check_model_name(parser, args)
+    if args.server_tensorrt:
+        try:
+            record = read_record(args.engine)
+        except ValueError:
+            record = None  # export() says what is wrong with the engine, as without the option
+        if record is not None:
+            try:
+                check_server_tensorrt(args.engine, record, args.server_tensorrt)
+            except ValueError as error:
+                parser.error(f"argument --server-tensorrt: {error}")
     return args
 
 
@@ -54,18 +95,11 @@ def main(argv=None) -> int:
 
 
 def export(args) -> None:
-    record = read_record(args.engine)
-    inputs, outputs = [read_model_input(args.model)], read_model_outputs(args.model)
-    check_built_from(args.engine, record, args.model)
-    configs = tensorrt_configs(
-        args.name, batch_ranges_of(record), inputs, outputs, args.max_queue_delay_us
-    )
-    replace_repository(args.output, "export_triton.py")
-    comment = (
-        f"Written by export_triton.py for {args.engine.name}, built by TensorRT "
-        f"{record['tensorrt']} for {record['gpu']}:\nTriton must run that TensorRT version."
-    )
-    written = write_tensorrt_repository(args.output, args.engine.read_bytes(), configs, comment)
+    written = export_tensorrt_repository(
+        args.output, args.engine, args.model, args.name, "export_triton.py",
+        queue_delay_us=args.max_queue_delay_us, instances=args.instances,
+        dynamic_batching=not args.no_dynamic_batching, cuda_graphs=not args.no_cuda_graphs,
+    )  # fmt: skip
     for path in written:
         print(f"Wrote {path}")
 

@@ -6,25 +6,59 @@ For the Python backend, one model: the dispatcher splits any batch among the pro
 dynamic batcher may gather any batch up to `max_batch_size` (1024 by default); its preferred
 batch sizes are the profiles' opts and maxes, so that it gathers what the profiles run best.
 
-For Triton's TensorRT backend, a model lists the profiles its instances may use
-(`instance_group { profile: [...] }`), and the backend gives each instance one context per
-listed profile. For each batch it picks, among the contexts whose range covers the batch, the
-one whose opt is nearest; a batch no listed profile covers fails with INVALID_ARG ("failed to
-find any Optimization Profile ..."), and one above `max_batch_size` is refused by Triton
-before the backend sees it. Triton's dynamic batcher may form any batch size up to
-`max_batch_size` out of requests that are each fine, so a batcher in front of profiles with a
-gap between them (the scenario's 1..32 and 128) would fail good requests. Hence two models:
+For Triton's TensorRT backend (Triton 2.51 with the backend's release r23.12, run on an H100,
+is what these rules were checked against; its src/instance_state.cc and src/model_state.cc are
+the reference), a model lists the profiles its instances may use (`instance_group { profile:
+[...] }`), and the backend gives each instance one context per listed profile. For each batch it
+picks, among the contexts whose range holds the batch, the one whose opt is nearest; where none
+holds it, it logs an error, goes on with the FIRST listed profile, and fails the request there
+(HTTP 500 / gRPC INTERNAL, "request specifies invalid shape for input 'X' ... model expected
+the shape of dimension 0 to be between 1 and 1 but received 33"). A batch above
+`max_batch_size` is refused by Triton before the backend sees it (HTTP 400 / gRPC
+INVALID_ARGUMENT, "inference request batch-size must be <= 32 for 'dynamic_identity'").
+Triton's dynamic batcher may form any batch size up to `max_batch_size` out of requests that are
+each fine, so a batcher in front of profiles with a gap between them (the scenario's 1..32 and
+128) would fail good requests. Hence two models:
 
 - NAME: the profiles that cover every batch from 1 up without a gap (low latency and dynamic
   batching: 1..32), `max_batch_size` the top of that run, and the dynamic batcher, its preferred
   batch sizes the opts and maxes of those profiles. Every batch a client may send is served.
-- NAME_all_profiles, where some profile lies beyond that run: every profile, `max_batch_size`
-  the largest max, no batcher (each request is its own batch). A batch some profile accepts is
-  served; any other is refused by the backend with INVALID_ARG, naming the profiles.
+- NAME_all_profiles, where some profile lies beyond that run: every profile, one request a
+  batch. A batch some profile accepts is served; any other is refused by the backend as above.
+  It declares `max_batch_size: 0` and the batch dimension in its dims (-1) rather than a
+  `max_batch_size` and no scheduler: the backend's config auto-complete, on by default in every
+  tritonserver, adds a dynamic batcher to any model whose engine batches and whose config names
+  no scheduler (served as `dynamic_batching { preferred_batch_size: [128] }`, queue delay 0),
+  and that batcher would gather concurrent requests into the very batches (33 to 127) no
+  profile takes. A model Triton does not batch cannot get one. Auto-complete then logs one
+  warning for it ("... hints that batching is unavailable"), which is what is meant.
 
-CUDA graphs are on in both: for NAME, Triton's default graph batch sizes (1, the preferred
-sizes and `max_batch_size`, all inside the profiles); for NAME_all_profiles, the sizes of the
-static profiles, where a graph replays what every request of that profile runs.
+`--no-dynamic-batching` writes NAME the same way (max_batch_size 0, one request a batch), for
+the same reason: an absent batcher would be put back.
+
+CUDA graphs. The backend captures every graph spec on every context of an instance (one per
+listed profile) and logs an error for each spec a context's profile cannot take; without
+`graph_spec` it tries 1, the preferred batch sizes and `max_batch_size`, which for NAME put
+errors for 4 and 32 in the log (profile 0 takes only batch 1). A graph replays only the exact
+batch it was captured at, on the context it was captured on. So each model lists its graphs
+explicitly, and only batch sizes that every listed profile takes: the served config then says
+which graphs exist, and the log has no error. Per model:
+
+- NAME keeps the low-latency profile (it is what the scenario gives a lone request: kernels
+  chosen for batch 1, and the backend picks it for every batch of 1, its opt being nearest) and
+  so gets one graph, batch 1, the only size both profiles take. That is where a graph matters
+  most: a lone request's time is mostly launch overhead, which a graph replay removes. Listing
+  the batching profile alone would buy graphs at 4 and 32 as well, but those replay only for
+  batches of exactly 4 or 32, and would cost the lone request its profile.
+- NAME_all_profiles gets none: no batch size lies in all three of its profiles (1, 1..32, 128),
+  and it serves one request a batch at whatever size the client sends.
+
+Everything else Triton would complete, where it matters to how the model is served, is written
+out (the backend, the plan's file name, the version policy, the instance group's kind and
+count, pinned input and output memory), so that the config Triton serves
+(GET /v2/models/NAME/config) equals the one written, but for what depends on the machine: the
+GPUs an instance group is placed on (every visible GPU where none is named) and the group's
+name (NAME_0).
 
 Configs are built as Triton's own ModelConfig protobuf (tritonclient.grpc.model_config_pb2)
 and written in its text format, config.pbtxt.
@@ -64,6 +98,8 @@ MODEL_NAME_RULE = (
 )
 # A repository the project wrote holds this file, so that it alone is ever replaced.
 REPOSITORY_MARK = ".dynamic_shapes_repository"
+# The file name of the engine in a TensorRT-backend model's version folder.
+TENSORRT_PLAN = "model.plan"
 
 
 def check_model_name(name: str) -> str:
@@ -266,41 +302,143 @@ def write_python_repository(folder, config, model_file, engine_path, comment: st
     return model
 
 
-def tensorrt_configs(name, ranges, inputs, outputs, queue_delay_us=DEFAULT_QUEUE_DELAY_US):
-    """{model name: ModelConfig} for Triton's TensorRT backend, as the module says."""
+def common_batches(ranges, profiles) -> range:
+    """The batch sizes every one of the listed `profiles` takes (empty where none)."""
+    return range(
+        max(ranges[index][0] for index in profiles), min(ranges[index][2] for index in profiles) + 1
+    )
+
+
+def graph_batch_sizes(ranges, profiles, max_batch_size, preferred) -> list:
+    """The batch sizes to capture CUDA graphs at for a model listing `profiles`: of those the
+    backend would pick itself (1, the preferred sizes, the max batch size), the ones every
+    listed profile takes, as the module says."""
+    wanted = {1, *preferred, max_batch_size}
+    return sorted(size for size in wanted if size in common_batches(ranges, profiles))
+
+
+def tensorrt_model(name, ranges, profiles, inputs, outputs, max_batch_size, instances=1):
+    """A TensorRT-backend ModelConfig without scheduler or graphs: `max_batch_size` 0 puts
+    the batch dimension (-1) into the dims, so that Triton batches nothing."""
     from tritonclient.grpc import model_config_pb2 as mc
 
+    config = mc.ModelConfig(
+        name=name,
+        platform="tensorrt_plan",
+        backend="tensorrt",
+        default_model_filename=TENSORRT_PLAN,
+        max_batch_size=max_batch_size,
+    )
+    for specs, field in ((inputs, config.input), (outputs, config.output)):
+        for spec in specs:
+            message = field.add()
+            tensor_config(message, spec)
+            if max_batch_size == 0:
+                message.dims.insert(0, -1)
+    config.version_policy.latest.num_versions = 1  # the repository holds version 1 alone
+    group = config.instance_group.add(count=instances, kind=mc.ModelInstanceGroup.KIND_GPU)
+    group.profile.extend(str(index) for index in profiles)
+    # Triton's defaults, written out: requests are gathered in page-locked host memory, from
+    # which the copies to and from the GPU run asynchronously.
+    config.optimization.input_pinned_memory.enable = True
+    config.optimization.output_pinned_memory.enable = True
+    return config
+
+
+def add_graphs(config, batch_sizes, inputs) -> None:
+    """Turns CUDA graphs on in `config` at `batch_sizes`, each an explicit graph_spec; none
+    leaves them off. A model Triton does not batch names each input's whole shape."""
+    if not batch_sizes:
+        return
+    cuda = config.optimization.cuda
+    cuda.graphs = True
+    for size in batch_sizes:
+        if config.max_batch_size:
+            cuda.graph_spec.add(batch_size=size)
+        else:
+            spec = cuda.graph_spec.add(batch_size=0)
+            for tensor in inputs:
+                spec.input[tensor.name].dim.extend([size, *tensor.item_shape])
+
+
+def tensorrt_configs(
+    name,
+    ranges,
+    inputs,
+    outputs,
+    queue_delay_us=DEFAULT_QUEUE_DELAY_US,
+    instances=1,
+    dynamic_batching=True,
+    cuda_graphs=True,
+):
+    """{model name: ModelConfig} for Triton's TensorRT backend, as the module says: NAME, and
+    NAME_all_profiles where a profile lies beyond the run from batch 1. `instances` model
+    instances of each on every GPU; `dynamic_batching` False serves NAME one request a batch;
+    `cuda_graphs` False captures none."""
     top = gapless_top(ranges)
     if top == 0:
         raise ValueError(f"no profile accepts batch 1 (profiles {ranges}); nothing to batch")
     batched = [index for index, (low, _, high) in enumerate(ranges) if high <= top]
-
-    def model(model_name, profiles, max_batch_size):
-        config = mc.ModelConfig(name=model_name, platform="tensorrt_plan")
-        config.max_batch_size = max_batch_size
-        for spec in inputs:
-            tensor_config(config.input.add(), spec)
-        for spec in outputs:
-            tensor_config(config.output.add(), spec)
-        group = config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU)
-        group.profile.extend(str(index) for index in profiles)
-        config.optimization.cuda.graphs = True
-        return config
-
-    online = model(name, batched, top)
     preferred = preferred_batch_sizes([ranges[index] for index in batched])
-    online.dynamic_batching.preferred_batch_size.extend(preferred)
-    online.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+
+    if dynamic_batching:
+        online = tensorrt_model(name, ranges, batched, inputs, outputs, top, instances)
+        online.dynamic_batching.preferred_batch_size.extend(preferred)
+        online.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+    else:
+        online = tensorrt_model(name, ranges, batched, inputs, outputs, 0, instances)
+    if cuda_graphs:
+        add_graphs(online, graph_batch_sizes(ranges, batched, top, preferred), inputs)
     configs = {name: online}
     if len(batched) < len(ranges):
-        everything = model(
-            name + ALL_PROFILES_SUFFIX, range(len(ranges)), max(high for _, _, high in ranges)
+        everything = range(len(ranges))
+        offline = tensorrt_model(
+            name + ALL_PROFILES_SUFFIX, ranges, everything, inputs, outputs, 0, instances
         )
-        for low, _, high in ranges:
-            if low == high:
-                everything.optimization.cuda.graph_spec.add(batch_size=low)
-        configs[everything.name] = everything
+        if cuda_graphs:
+            largest = max(high for _, _, high in ranges)
+            sizes = graph_batch_sizes(ranges, everything, largest, preferred_batch_sizes(ranges))
+            add_graphs(offline, sizes, inputs)
+        configs[offline.name] = offline
     return configs
+
+
+def check_server_tensorrt(engine_path, record: dict, server_tensorrt: str) -> None:
+    """ValueError unless the engine (its `record`) was built by the TensorRT version the server
+    runs, `server_tensorrt`, compared to the patch release ("8.6.1" is "8.6.1.6"): a plan loads
+    only in the TensorRT version that built it."""
+    built, served = record["tensorrt"], server_tensorrt
+
+    def release(version):
+        return version.split(".")[:3]
+
+    if release(built) != release(served):
+        raise ValueError(
+            f"{Path(engine_path).name} was built by TensorRT {built}, the server runs TensorRT "
+            f"{served}, and a plan loads only in the TensorRT version that built it: build the "
+            "engine again inside NVIDIA's Triton container that serves it "
+            "(nvcr.io/nvidia/tritonserver:<release>-py3), with `python3 example.py` or trtexec "
+            "there, as docs/triton.md shows"
+        )
+
+
+def export_tensorrt_repository(folder, engine_path, model_path, name, writer, **options) -> list:
+    """Writes the TensorRT-backend repository for the saved engine (built from the ONNX model at
+    `model_path`) into `folder`, replacing what a script of this project wrote there (`writer`
+    names the script); `options` go to tensorrt_configs. Returns the files written."""
+    from dynamic_shapes.engines import read_record
+    from dynamic_shapes.onnx_inputs import read_model_input, read_model_outputs
+
+    record = read_record(engine_path)
+    inputs, outputs = [read_model_input(model_path)], read_model_outputs(model_path)
+    check_built_from(engine_path, record, model_path)
+    configs = tensorrt_configs(name, batch_ranges_of(record), inputs, outputs, **options)
+    replace_repository(folder, writer)
+    comment = (
+        f"Written by {writer} for {Path(engine_path).name}, built by TensorRT "
+        f"{record['tensorrt']} for {record['gpu']}:\nTriton must run that TensorRT version."
+    )
+    return write_tensorrt_repository(folder, Path(engine_path).read_bytes(), configs, comment)
 
 
 def config_text(config, comment: str) -> str:
@@ -318,7 +456,7 @@ def write_tensorrt_repository(folder, engine_bytes: bytes, configs: dict, commen
     for name, config in configs.items():
         model = Path(folder) / name
         (model / "1").mkdir(parents=True, exist_ok=True)
-        write_atomically(model / "1" / "model.plan", engine_bytes)
+        write_atomically(model / "1" / TENSORRT_PLAN, engine_bytes)
         write_atomically(model / "config.pbtxt", config_text(config, comment).encode())
-        written += [model / "config.pbtxt", model / "1" / "model.plan"]
+        written += [model / "config.pbtxt", model / "1" / TENSORRT_PLAN]
     return written

@@ -4,10 +4,11 @@ and the ONNX model (needs no GPU)."""
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from build_model import write_model
@@ -24,6 +25,9 @@ from scenario import MODEL_PATH, PROFILES, profiles_for
 from tests.support import run_script
 
 ENGINE_BYTES = b"a TensorRT plan, as far as this test is concerned"
+# What Triton 2.51 with the TensorRT backend r23.12 served for the repository this script wrote
+# before its configs were written out in full (tests/data/README.md).
+SERVED = Path(__file__).parent / "data" / "triton_tensorrt_served.json"
 
 
 def save_fake_engine(folder, model_path, profiles) -> object:
@@ -70,19 +74,28 @@ def test_every_config_matches_the_engines_profiles_and_the_models_tensors(tmp_pa
     for name, config in configs.items():
         assert (repository / name / "1" / "model.plan").read_bytes() == ENGINE_BYTES
         assert config.name == name and config.platform == "tensorrt_plan"
+        assert config.backend == "tensorrt" and config.default_model_filename == "model.plan"
+        # A model Triton does not batch (max_batch_size 0) carries the batch dimension itself.
+        batch = [-1] if config.max_batch_size == 0 else []
         (x,), outputs = config.input, config.output
-        assert (x.name, x.data_type, list(x.dims)) == ("X", mc.TYPE_FP32, [3, 28, 28])
-        expected = [3, 28, 28] if model == "identity" else [10]
+        assert (x.name, x.data_type, list(x.dims)) == ("X", mc.TYPE_FP32, [*batch, 3, 28, 28])
+        expected = [*batch, 3, 28, 28] if model == "identity" else [*batch, 10]
         assert [(o.name, o.data_type, list(o.dims)) for o in outputs] == [
             ("Y", mc.TYPE_FP32, expected)
         ]
         (group,) = config.instance_group
         assert group.kind == mc.ModelInstanceGroup.KIND_GPU and group.count == 1
+        assert not group.gpus  # every visible GPU, as Triton places a group that names none
         profiles = [int(p) for p in group.profile]
-        assert config.optimization.cuda.graphs
-        # Every graph is captured at a batch some listed profile accepts.
-        for spec in config.optimization.cuda.graph_spec:
-            assert accepting(ranges, profiles, spec.batch_size)
+        assert config.optimization.input_pinned_memory.enable
+        assert config.optimization.output_pinned_memory.enable
+        # The backend captures every graph on every listed profile's context: each graph's
+        # batch must fit every listed profile, or the server logs an error at load.
+        cuda = config.optimization.cuda
+        graph_batches = [spec.batch_size for spec in cuda.graph_spec]
+        for size in graph_batches:
+            assert accepting(ranges, profiles, size) == profiles, size
+        assert cuda.graphs == bool(graph_batches)
         config_batches = range(1, config.max_batch_size + 1)
         if name == "dynamic_identity":
             # The dynamic batcher may form any batch up to max_batch_size: each must be served.
@@ -91,12 +104,14 @@ def test_every_config_matches_the_engines_profiles_and_the_models_tensors(tmp_pa
             batcher = config.dynamic_batching
             assert list(batcher.preferred_batch_size) == [4, 32]
             assert batcher.max_queue_delay_microseconds == 100
+            assert graph_batches == [1]
         else:
-            # No batcher: a client's batch is served where a profile accepts it, else refused.
-            assert profiles == [0, 1, 2] and config.max_batch_size == 128
+            # Triton batches nothing: a client's batch is served where a profile accepts it,
+            # else refused. No graph: no batch lies in all three profiles.
+            assert profiles == [0, 1, 2] and config.max_batch_size == 0
             assert not config.HasField("dynamic_batching")
-            assert [s.batch_size for s in config.optimization.cuda.graph_spec] == [1, 128]
-            served = [b for b in config_batches if accepting(ranges, profiles, b)]
+            assert not cuda.graphs and not cuda.graph_spec
+            served = [b for b in range(1, 300) if accepting(ranges, profiles, b)]
             assert served == [*range(1, 33), 128]
     text = (repository / "dynamic_identity" / "config.pbtxt").read_text()
     assert text.startswith(
@@ -240,3 +255,108 @@ def test_an_existing_folder_of_someone_elses_is_never_written_into(tmp_path):
         "other",
         "other_all_profiles",
     ]
+
+
+def written_configs(tmp_path, *options) -> dict:
+    """{model name: ModelConfig} that export_triton.py writes for the scenario's engine."""
+    engine = save_fake_engine(tmp_path, MODEL_PATH, PROFILES)
+    repository = tmp_path / "repository"
+    assert main(["--engine", str(engine), "--output", str(repository), *options]) == 0
+    return {p.parent.name: read_config(p) for p in repository.glob("*/config.pbtxt")}
+
+
+def served_config(model) -> mc.ModelConfig:
+    """The config Triton served for `model` in that run, without what depends on the machine:
+    the GPUs an instance group was placed on, and the group's name."""
+    served = json.loads(SERVED.read_text())["configs"][model]
+    config = json_format.ParseDict(served, mc.ModelConfig(), ignore_unknown_fields=True)
+    for group in config.instance_group:
+        group.ClearField("name")
+        group.ClearField("gpus")
+    return config
+
+
+def test_the_config_triton_served_is_the_one_written_but_for_the_defects_that_run_showed(
+    tmp_path,
+):
+    written = written_configs(tmp_path)
+    # dynamic_identity: all Triton completed (backend, file name, version policy, pinned
+    # memory) is now written. The run's config named no graph, so the backend tried 1, 4 and
+    # 32 on both contexts and logged an error for 4 and 32 on profile 0; now it names the one
+    # graph both profiles take.
+    served = served_config("dynamic_identity")
+    assert not served.optimization.cuda.graph_spec
+    served.optimization.cuda.graph_spec.add(batch_size=1)
+    assert written["dynamic_identity"] == served
+    # dynamic_identity_all_profiles was written without a batcher, and served with one the
+    # backend's auto-complete added: it would gather concurrent requests into batches no
+    # profile takes. Written now as a model Triton does not batch, which gets none; and
+    # without the graphs at 1 and 128, which failed on the profiles that take neither.
+    served = served_config("dynamic_identity_all_profiles")
+    assert list(served.dynamic_batching.preferred_batch_size) == [128]
+    assert served.dynamic_batching.max_queue_delay_microseconds == 0
+    assert [spec.batch_size for spec in served.optimization.cuda.graph_spec] == [1, 128]
+    served.ClearField("dynamic_batching")
+    served.max_batch_size = 0
+    for tensor in [*served.input, *served.output]:
+        tensor.dims.insert(0, -1)
+    served.optimization.ClearField("cuda")
+    assert written["dynamic_identity_all_profiles"] == served
+
+
+def test_that_run_captured_graphs_only_where_every_listed_profile_takes_the_batch():
+    """The run's log: the graph at 1 captured on both of dynamic_identity's contexts, 4 and 32
+    on one only (the other logged an error): the rule the configs follow now."""
+    data = json.loads(SERVED.read_text())
+    captured = sorted((instance, int(size)) for instance, size in data["captured_graphs"])
+    assert captured.count(("dynamic_identity_0_0", 1)) == 2
+    assert captured.count(("dynamic_identity_0_0", 4)) == 1
+    assert captured.count(("dynamic_identity_0_0", 32)) == 1
+    assert data["graph_errors_at_load"] == 5
+
+
+def test_instances_batching_and_graphs_are_settable(tmp_path):
+    written = written_configs(tmp_path, "--instances", "3", "--no-cuda-graphs")
+    for config in written.values():
+        assert [group.count for group in config.instance_group] == [3]
+        assert not config.optimization.cuda.graphs and not config.optimization.cuda.graph_spec
+    # Without the batcher the model is one Triton does not batch (an absent batcher would be
+    # added back); its graph names the whole shape, at the one batch both profiles take.
+    (tmp_path / "b").mkdir()
+    online = written_configs(tmp_path / "b", "--no-dynamic-batching")["dynamic_identity"]
+    assert online.max_batch_size == 0 and not online.HasField("dynamic_batching")
+    assert list(online.input[0].dims) == [-1, 3, 28, 28]
+    (spec,) = online.optimization.cuda.graph_spec
+    assert spec.batch_size == 0 and list(spec.input["X"].dim) == [1, 3, 28, 28]
+    assert [int(p) for p in online.instance_group[0].profile] == [0, 1]
+
+
+@pytest.mark.parametrize("version", ["8.6.0", "8.6.0.12"])
+def test_an_engine_of_the_servers_tensorrt_is_exported(tmp_path, version):
+    assert written_configs(tmp_path, "--server-tensorrt", version)
+
+
+@pytest.mark.parametrize("version", ["8.6.1", "10.0.1.6"])
+def test_an_engine_of_another_tensorrt_than_the_servers_is_refused_saying_how_to_rebuild(
+    tmp_path, version
+):
+    engine = save_fake_engine(tmp_path, MODEL_PATH, PROFILES)  # built by 8.6.0
+    out = tmp_path / "r"
+    result = run_script(
+        "export_triton.py", "--engine", str(engine), "--output", str(out),
+        "--server-tensorrt", version,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("export_triton.py: error: argument --server-tensorrt: ")
+    assert f"built by TensorRT 8.6.0, the server runs TensorRT {version}" in last
+    assert "inside NVIDIA's Triton container" in last and "example.py" in last
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("version", ["8.6", "v8.6.1", "latest", "8.6.1-1"])
+def test_a_server_tensorrt_that_is_not_a_version_is_refused(tmp_path, version):
+    result = run_script("export_triton.py", "--server-tensorrt", version)
+    assert result.returncode == 2
+    assert "argument --server-tensorrt: " in result.stderr
+    assert "is not a TensorRT version such as 8.6.1" in result.stderr
