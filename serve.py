@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """
-Serves the saved engine on Triton Inference Server: writes a model repository for Triton's
-Python backend (the engine served through the dispatcher, which splits any batch among the
-profiles) and runs the `tritonserver` that the nvidia-pytriton package ships on it, until
-Ctrl-C or SIGTERM.
+Serves the saved engine on Triton Inference Server: writes a model repository and runs the
+`tritonserver` that the nvidia-pytriton package ships on it, until Ctrl-C or SIGTERM. By default
+for Triton's Python backend (the engine served through the dispatcher, which splits any batch
+among the profiles); with --backend tensorrt, the repository export_triton.py writes, served by
+Triton's own TensorRT backend, found in the server's backend folder or --backend-directory.
 
     python3 serve.py                  # on localhost: HTTP 8000, gRPC 8001, metrics 8002
     python3 serve.py --max-queue-delay-us 500 --preferred-batch-sizes 32,128
     python3 serve.py --repository repo/ --no-serve   # only write the repository
+    python3 serve.py --backend tensorrt --instances 2
 
 The model is ready once the engine is loaded and every context is in place; this script says so
 then, and not before. Requests: input X float32 [batch, 3, 28, 28], output Y (README.md shows
@@ -41,6 +43,7 @@ from dynamic_shapes.triton import (
     batch_ranges_of,
     check_batching,
     check_built_from,
+    export_tensorrt_repository,
     python_config,
     replace_repository,
     write_python_repository,
@@ -54,6 +57,15 @@ PYTRITON_INSTALL = "python3 -m pip install -r requirements-triton.txt"
 # The model Triton's Python backend runs, copied into the repository as 1/model.py.
 TRITON_MODEL = HERE / "triton_model" / "model.py"
 PORTS = ("--http-port", "--grpc-port", "--metrics-port")
+# Triton's TensorRT backend, as a backend folder holds it (NVIDIA's container: /opt/tritonserver/
+# backends/tensorrt/).
+TENSORRT_BACKEND = Path("tensorrt") / "libtriton_tensorrt.so"
+# The options that configure the dispatcher's model alone, and their defaults.
+PYTHON_BACKEND_OPTIONS = {
+    "--preferred-batch-sizes": None,
+    "--max-batch-size": DEFAULT_MAX_BATCH_SIZE,
+    "--contexts-per-profile": 1,
+}
 
 
 def parse_args(argv=None):
@@ -100,7 +112,34 @@ def parse_args(argv=None):
     parser.add_argument(
         "--no-serve", action="store_true", help="write the repository (--repository) and stop"
     )
+    parser.add_argument(
+        "--backend",
+        choices=("python", "tensorrt"),
+        default="python",
+        help="python: the dispatcher in Triton's Python backend; tensorrt: the repository "
+        "export_triton.py writes, served by Triton's TensorRT backend (%(default)s)",
+    )
+    parser.add_argument(
+        "--backend-directory",
+        type=Path,
+        help="with --backend tensorrt, the backend folder that holds it, as tensorrt/"
+        "libtriton_tensorrt.so (default: the server's own, in nvidia-pytriton)",
+    )
+    parser.add_argument(
+        "--no-cuda-graphs",
+        action="store_true",
+        help="with --backend tensorrt, capture no CUDA graph, for comparison",
+    )
     args = parser.parse_args(argv)
+    if args.backend == "tensorrt":
+        for flag, default in PYTHON_BACKEND_OPTIONS.items():
+            if getattr(args, flag[2:].replace("-", "_")) != default:
+                parser.error(f"{flag} configures the Python backend's model; drop it or "
+                             "--backend tensorrt")  # fmt: skip
+    else:
+        for flag in ("--backend-directory", "--no-cuda-graphs"):
+            if getattr(args, flag[2:].replace("-", "_")) not in (None, False):
+                parser.error(f"{flag} goes with --backend tensorrt")
     if args.no_serve and args.repository is None:
         parser.error("--no-serve writes the repository only: name it with --repository")
     if args.no_dynamic_batching and args.preferred_batch_sizes:
@@ -115,8 +154,15 @@ def parse_args(argv=None):
     return args
 
 
-def write_repository(args, folder) -> Path:
-    """Writes the Python-backend repository for the engine into `folder`; its model folder."""
+def write_repository(args, folder) -> list:
+    """Writes the repository for the engine and the backend into `folder`; its model folders."""
+    if args.backend == "tensorrt":
+        written = export_tensorrt_repository(
+            folder, args.engine, args.model, args.name, "serve.py",
+            queue_delay_us=args.max_queue_delay_us, instances=args.instances,
+            dynamic_batching=not args.no_dynamic_batching, cuda_graphs=not args.no_cuda_graphs,
+        )  # fmt: skip
+        return [path.parent for path in written if path.name == "config.pbtxt"]
     record = read_record(args.engine)
     ranges = batch_ranges_of(record)
     inputs, outputs = [read_model_input(args.model)], read_model_outputs(args.model)
@@ -132,7 +178,7 @@ def write_repository(args, folder) -> Path:
         "requirements.txt."
     )
     replace_repository(folder, "serve.py")
-    return write_python_repository(folder, config, TRITON_MODEL, args.engine, comment)
+    return [write_python_repository(folder, config, TRITON_MODEL, args.engine, comment)]
 
 
 def tritonserver() -> tuple[Path, Path, Path]:
@@ -147,6 +193,19 @@ def tritonserver() -> tuple[Path, Path, Path]:
         root / "tritonserver" / "backends" / "python",
         root.parent / "nvidia_pytriton.libs",
     )
+
+
+def tensorrt_backend_folder(binary: Path, given) -> Path:
+    """The backend folder that holds Triton's TensorRT backend: `given`, or else the one beside
+    the server's binary; RuntimeError, in one line naming where it looked, where it has none."""
+    folder = Path(given) if given else binary.parents[1] / "backends"
+    if not (folder / TENSORRT_BACKEND).is_file():
+        raise RuntimeError(
+            f"no TensorRT backend in {folder} (looked for {folder / TENSORRT_BACKEND}): it "
+            "comes with NVIDIA's Triton container, not with nvidia-pytriton; name a folder that "
+            "holds one with --backend-directory"
+        )
+    return folder
 
 
 def backend_folder(python_backend: Path, stubs: Path, folder: Path) -> Path:
@@ -208,6 +267,8 @@ def wait_until_ready(server, urls: dict, server_id, model, timeout_s, log_path) 
         if (
             server_name(f"{urls['http']}/v2") == server_id
             and fetch(f"{urls['http']}/v2/models/{model}/ready") is not None
+            # With --strict-readiness, ready once every model of the repository is.
+            and fetch(f"{urls['http']}/v2/health/ready") is not None
             # Triton opens its metrics port last, and exits if it cannot.
             and fetch(f"{urls['metrics']}/metrics") is not None
             and server.poll() is None
@@ -280,15 +341,18 @@ def serve(args, workspace: Path) -> None:
     binary, python_backend, libraries = tritonserver()
     ports = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in PORTS}
     if not args.no_serve:
+        if args.backend == "tensorrt":
+            backends = tensorrt_backend_folder(binary, args.backend_directory)
         check_ports_free(args.host, ports)
     repository = args.repository or workspace / "repository"
-    model = write_repository(args, repository)
-    print(f"Wrote {model}")
+    for model in write_repository(args, repository):
+        print(f"Wrote {model}")
     if args.no_serve:
         return
-    backends = backend_folder(
-        python_backend, binary.parents[1] / "python_backend_stubs", workspace / "backends"
-    )
+    if args.backend == "python":
+        backends = backend_folder(
+            python_backend, binary.parents[1] / "python_backend_stubs", workspace / "backends"
+        )
     log_path = workspace / "tritonserver.log"
     # An id of its own, which the server gives in its metadata: how this script tells its own
     # server from another that answers at the same address.

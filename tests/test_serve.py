@@ -340,3 +340,58 @@ def test_a_port_taken_after_the_check_is_reported_by_tritons_reason(triton_outpu
         f"failed to start Metrics service: Unavailable - Socket '127.0.0.1:{metrics}' already "
         "in use"
     )
+
+
+def test_the_tensorrt_backend_gets_the_repository_export_triton_writes(engine, tmp_path):
+    served, exported = tmp_path / "served", tmp_path / "exported"
+    argv = ["serve.py", "--engine", str(engine), "--repository", str(served), "--no-serve"]
+    result = run_script(*argv, "--backend", "tensorrt", "--instances", "2", "--no-cuda-graphs")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"Wrote {served / 'dynamic_identity'}",
+        f"Wrote {served / 'dynamic_identity_all_profiles'}",
+    ]
+    argv = ["export_triton.py", "--engine", str(engine), "--output", str(exported)]
+    assert run_script(*argv, "--instances", "2", "--no-cuda-graphs").returncode == 0
+    for model in ("dynamic_identity", "dynamic_identity_all_profiles"):
+        ours, theirs = (folder / model / "config.pbtxt" for folder in (served, exported))
+        config = text_format.Parse(ours.read_text(), mc.ModelConfig())
+        assert config == text_format.Parse(theirs.read_text(), mc.ModelConfig())
+        assert config.backend == "tensorrt" and config.instance_group[0].count == 2
+        assert (served / model / "1" / "model.plan").read_bytes() == ENGINE_BYTES
+        assert ours.read_text().startswith("# Written by serve.py for dynamic_identity.engine")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--backend", "tensorrt", "--preferred-batch-sizes", "4"],
+            "--preferred-batch-sizes configures the Python backend's model; drop it or "
+            "--backend tensorrt",
+        ),
+        (["--backend", "tensorrt", "--max-batch-size", "64"], "--max-batch-size configures"),
+        (["--backend", "tensorrt", "--contexts-per-profile", "2"], "--contexts-per-profile conf"),
+        (["--backend-directory", "/opt"], "--backend-directory goes with --backend tensorrt"),
+        (["--no-cuda-graphs"], "--no-cuda-graphs goes with --backend tensorrt"),
+        (["--backend", "onnxruntime"], "argument --backend: invalid choice: 'onnxruntime'"),
+    ],
+)
+def test_options_of_the_other_backend_are_refused(options, message):
+    result = run_script("serve.py", *options)
+    assert result.returncode == 2 and message in result.stderr.splitlines()[-1]
+
+
+def test_a_backend_folder_without_the_tensorrt_backend_is_named_in_one_line(engine, tmp_path):
+    pytest.importorskip("pytriton", reason="needs nvidia-pytriton: requirements-triton.txt")
+    folder = tmp_path / "backends"
+    (folder / "python").mkdir(parents=True)
+    options = ["--backend", "tensorrt", "--backend-directory", str(folder)]
+    result = run_script("serve.py", "--engine", str(engine), *options)
+    assert result.returncode == 1 and result.stdout == ""  # nothing written, nothing started
+    assert failure_lines(result) == [
+        f"serve.py: no TensorRT backend in {folder} (looked for "
+        f"{folder / 'tensorrt' / 'libtriton_tensorrt.so'}): it comes with NVIDIA's Triton "
+        "container, not with nvidia-pytriton; name a folder that holds one with "
+        "--backend-directory"
+    ]
