@@ -98,16 +98,18 @@ def write_cpu_repository(folder, names=("identity", "refuser")):
 
 
 @contextlib.contextmanager
-def tritonserver(workspace, repository, ports: dict, *options):
+def tritonserver(workspace, repository, ports: dict, *options, backends=None):
     """nvidia-pytriton's tritonserver on 127.0.0.1 (ports: {"http": ..., "grpc": ...,
-    "metrics": ...}) as serve.py starts it, stopped when the block ends; yields the process,
+    "metrics": ...}) as serve.py starts it, with the backend folder `backends` (default: its
+    Python backend, as serve.py sets it up), stopped when the block ends; yields the process,
     whose output goes to workspace/tritonserver.log."""
     import serve
 
     binary, python_backend, libraries = serve.tritonserver()
-    backends = serve.backend_folder(
-        python_backend, binary.parents[1] / "python_backend_stubs", workspace / "backends"
-    )
+    if backends is None:
+        backends = serve.backend_folder(
+            python_backend, binary.parents[1] / "python_backend_stubs", workspace / "backends"
+        )
     command = [
         str(binary), f"--model-repository={repository}", f"--backend-directory={backends}",
         *(f"--{kind}-address=127.0.0.1" for kind in ports),
