@@ -33,8 +33,8 @@ each fine, so a batcher in front of profiles with a gap between them (the scenar
   profile takes. A model Triton does not batch cannot get one. Auto-complete then logs one
   warning for it ("... hints that batching is unavailable"), which is what is meant.
 
-`--no-dynamic-batching` writes NAME the same way (max_batch_size 0, one request a batch), for
-the same reason: an absent batcher would be put back.
+NAME without its batcher (for comparison) is written the same way (max_batch_size 0, one
+request a batch), for the same reason: an absent batcher would be put back.
 
 CUDA graphs. The backend captures every graph spec on every context of an instance (one per
 listed profile) and logs an error for each spec a context's profile cannot take; without
@@ -317,7 +317,7 @@ def graph_batch_sizes(ranges, profiles, max_batch_size, preferred) -> list:
     return sorted(size for size in wanted if size in common_batches(ranges, profiles))
 
 
-def tensorrt_model(name, ranges, profiles, inputs, outputs, max_batch_size, instances=1):
+def tensorrt_model(name, profiles, inputs, outputs, max_batch_size, instances=1):
     """A TensorRT-backend ModelConfig without scheduler or graphs: `max_batch_size` 0 puts
     the batch dimension (-1) into the dims, so that Triton batches nothing."""
     from tritonclient.grpc import model_config_pb2 as mc
@@ -382,18 +382,18 @@ def tensorrt_configs(
     preferred = preferred_batch_sizes([ranges[index] for index in batched])
 
     if dynamic_batching:
-        online = tensorrt_model(name, ranges, batched, inputs, outputs, top, instances)
+        online = tensorrt_model(name, batched, inputs, outputs, top, instances)
         online.dynamic_batching.preferred_batch_size.extend(preferred)
         online.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     else:
-        online = tensorrt_model(name, ranges, batched, inputs, outputs, 0, instances)
+        online = tensorrt_model(name, batched, inputs, outputs, 0, instances)
     if cuda_graphs:
         add_graphs(online, graph_batch_sizes(ranges, batched, top, preferred), inputs)
     configs = {name: online}
     if len(batched) < len(ranges):
         everything = range(len(ranges))
         offline = tensorrt_model(
-            name + ALL_PROFILES_SUFFIX, ranges, everything, inputs, outputs, 0, instances
+            name + ALL_PROFILES_SUFFIX, everything, inputs, outputs, 0, instances
         )
         if cuda_graphs:
             largest = max(high for _, _, high in ranges)

@@ -211,6 +211,8 @@ def test_an_output_that_is_a_file_is_refused_before_any_work(tmp_path):
             "99999999999999999999",
         ),
         (["--max-queue-delay-us", "-1"], "argument --max-queue-delay-us: must be 0 or more: -1"),
+        (["--instances", "0"], "argument --instances: must be 1 or more: 0"),
+        (["--instances", "2147483648"], "argument --instances: must be 2147483647 or less"),
     ],
 )
 def test_bad_arguments_are_refused_naming_the_option(tmp_path, options, message):
@@ -360,3 +362,14 @@ def test_a_server_tensorrt_that_is_not_a_version_is_refused(tmp_path, version):
     assert result.returncode == 2
     assert "argument --server-tensorrt: " in result.stderr
     assert "is not a TensorRT version such as 8.6.1" in result.stderr
+
+
+def test_a_queue_delay_without_the_batcher_is_refused(tmp_path):
+    engine = save_fake_engine(tmp_path, MODEL_PATH, PROFILES)
+    options = ["--no-dynamic-batching", "--max-queue-delay-us", "500"]
+    result = run_script("export_triton.py", "--engine", str(engine), *options)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "export_triton.py: error: --max-queue-delay-us configures the dynamic batcher; drop one "
+        "of them"
+    )
