@@ -203,6 +203,22 @@ def test_sigterm_stops_the_server_and_leaves_nothing_running(server):
     assert running.returncode == 1, running.stdout
 
 
+def substance(config) -> dict:
+    """A ModelConfig as a dict without its empty parts: Triton serves every message of a config
+    filled in, where a part left at its defaults says no more than one left out."""
+    from google.protobuf import json_format
+
+    def prune(value):
+        if isinstance(value, dict):
+            value = {key: prune(item) for key, item in value.items()}
+            return {key: item for key, item in value.items() if item not in ({}, [])}
+        if isinstance(value, list):
+            return [prune(item) for item in value]
+        return value
+
+    return prune(json_format.MessageToDict(config))
+
+
 def test_the_tensorrt_backend_serves_the_configs_written_with_a_clean_log_and_graphs(
     engine, tmp_path
 ):
@@ -232,7 +248,7 @@ def test_the_tensorrt_backend_serves_the_configs_written_with_a_clean_log_and_gr
             for group in served.instance_group:
                 group.ClearField("name")
                 group.ClearField("gpus")
-            assert served == config, name
+            assert substance(served) == substance(config), name
         triton, client = clients({"http": http, "grpc": grpc})["http"]
         for batch, model in ((1, MODEL), (4, MODEL), (1, ALL_PROFILES)):
             images = random_images(batch, seed=batch)
