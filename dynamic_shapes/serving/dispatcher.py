@@ -1,5 +1,11 @@
 """The Dispatcher: execution contexts for every profile of an engine, serving requests of any
-batch size, each chunk on the profile that fits it (docs/serving.md is the guide)."""
+shape, each chunk on the profile that fits it (docs/serving.md is the guide).
+
+An engine whose batch alone is dynamic is served by the batch: its plans are looked up by batch
+size, as they always were. An engine with dynamic dimensions beyond the batch (or a dispatcher
+that records its requests, or routes by the nearest opt) is served by shape: each request's
+route (routing.py) and the shapes of its outputs are worked out once per shape and kept.
+"""
 
 import logging
 import queue
@@ -11,14 +17,30 @@ import numpy as np
 from dynamic_shapes.arrays import ON_GPU, PAGEABLE, Tensor
 from dynamic_shapes.engines import batch_ranges, create_contexts
 from dynamic_shapes.gpu import page_locked_empty
-from dynamic_shapes.serving.engine_io import engine_io, starts_on_profile_0
+from dynamic_shapes.serving.engine_io import (
+    batch_alone_is_dynamic,
+    dynamic_engine_io,
+    engine_io,
+    profile_ranges,
+    starts_on_profile_0,
+)
 from dynamic_shapes.serving.host_memory import check_outputs_fit
 from dynamic_shapes.serving.lean_executor import LeanExecutor
+from dynamic_shapes.serving.padding import cut, output_cuts, pad, padded_lengths
 from dynamic_shapes.serving.planning import plan_chunks
 from dynamic_shapes.serving.pools import CLOSED_WHILE_WAITING, take
 from dynamic_shapes.serving.prepared import PreparedRequest, release_prepared
-from dynamic_shapes.serving.request_checks import by_name, check_request, check_tensor, locate
+from dynamic_shapes.serving.request_checks import (
+    by_name,
+    check_request,
+    check_shaped_request,
+    check_tensor,
+    locate,
+    request_shapes,
+)
+from dynamic_shapes.serving.routing import check_rule, plan_route
 from dynamic_shapes.serving.runner_executor import RunnerExecutor
+from dynamic_shapes.tensors import TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +54,18 @@ PLANS_KEPT = 1024
 
 
 class Dispatcher:
-    """Execution contexts for every profile of `engine`, serving requests of any batch size.
+    """Execution contexts for every profile of `engine`, serving requests of any shape.
 
-    Every input and output of the engine needs the batch as its first dimension. `use_cases`
-    names its profiles, in index order (by default "profile 0", "profile 1", ...); the inputs
-    are read from the engine. `path` is "lean" or "runner"; `cuda_graphs` applies to the lean
-    path. `contexts_per_profile` > 1 needs profile sharing (docs/serving.md).
+    Every input and output of the engine needs the batch as its first dimension; other
+    dimensions may be dynamic too. `use_cases` names its profiles, in index order (by default
+    "profile 0", "profile 1", ...); the inputs are read from the engine. `path` is "lean" or
+    "runner"; `cuda_graphs` applies to the lean path. `contexts_per_profile` > 1 needs profile
+    sharing (docs/serving.md). `routing` picks among the profiles that hold a request:
+    "narrowest" or "nearest-opt" (routing.py). `pad_with_mask` names the attention-mask input
+    of a model whose requests may be padded up to a profile that holds them; without it, a
+    request whose dimensions beyond the batch no profile holds is refused. `recorder`, where
+    given, has `.record({input name: shape})` called for every request served
+    (planner.recorder.WorkloadRecorder).
     """
 
     def __init__(
@@ -47,7 +75,13 @@ class Dispatcher:
         path="lean",
         cuda_graphs=True,
         contexts_per_profile=1,
+        routing="narrowest",
+        pad_with_mask=None,
+        recorder=None,
     ):
+        self.routing = check_rule(routing)
+        if recorder is not None and not callable(getattr(recorder, "record", None)):
+            raise ValueError(f"recorder must have a record(shapes) method, got {recorder!r}")
         if path not in PATHS:
             raise ValueError(f"path must be one of {PATHS}, got {path!r}")
         if not isinstance(contexts_per_profile, int) or contexts_per_profile < 1:
@@ -67,10 +101,29 @@ class Dispatcher:
         self._profiles_shared = None
         self._own_lock = threading.Lock()
         self._plans = {}  # batch -> its chunks: a dict lookup is cheaper than plan_chunks' cache
-        self.inputs, outputs = engine_io(engine)
+        self._served = {}  # shapes -> (Route, layout, outputs' shapes): served by shape
+        self._recorder = recorder
+        batch_alone = batch_alone_is_dynamic(engine)
+        if batch_alone:
+            self.inputs, outputs = engine_io(engine)
+            self._output_shapes = None
+        else:
+            self.inputs, outputs, self._output_shapes = dynamic_engine_io(engine)
+        names = [spec.name for spec in self.inputs]
+        if pad_with_mask is not None and pad_with_mask not in names:
+            raise ValueError(
+                f"pad_with_mask names {pad_with_mask!r}, which is no input of this engine; its "
+                f"inputs are {names}"
+            )
+        self.pad_with_mask = pad_with_mask
+        # Requests go by shape where anything but the batch decides how they are served.
+        self._by_shape = (
+            not batch_alone or routing != "narrowest" or recorder is not None
+        )  # fmt: skip
         self._engine_outputs = outputs
         # The engine is the source of truth for what each profile accepts.
         self.ranges = batch_ranges(engine, self.inputs[0].name)
+        self.profiles = profile_ranges(engine, names)
         with _engines_lock:
             if id(engine) in _engines_in_use:
                 raise RuntimeError(
@@ -105,24 +158,36 @@ class Dispatcher:
                 raise problem
             for index in range(count):
                 pool = queue.SimpleQueue()  # the profile's free executors
+                profile = self.profiles[index]
+                # Buffers for the profile's max shapes; a graph only where its one shape is.
+                inputs = [
+                    TensorSpec(spec.name, spec.dtype, high[1:])
+                    for spec, high in zip(self.inputs, profile.max, strict=True)
+                ]
+                graphs = cuda_graphs and (batch_alone or profile.min == profile.max)
                 for context in contexts[index::count]:
                     if path == "runner":
                         executor = RunnerExecutor(
-                            context, index, self.ranges[index], self.inputs, outputs
+                            context, index, self.ranges[index], inputs, outputs
                         )
                     else:
                         executor = LeanExecutor(
-                            context, index, self.ranges[index], self.inputs, outputs,
-                            cuda_graphs,
-                        )  # fmt: skip
+                            context, index, self.ranges[index], inputs, outputs, graphs
+                        )
                     self._executors.append(executor)
                     pool.put(executor)
                 self._pools.append((pool, contexts_per_profile))
                 self._by_profile.append(self._executors[-contexts_per_profile:])
-            specs = {tuple(executor.outputs) for executor in self._executors}
-            if len(specs) != 1:
-                raise ValueError(f"the outputs' shapes differ between profiles: {specs}")
-            self.outputs = list(specs.pop())
+            if batch_alone:
+                specs = {tuple(executor.outputs) for executor in self._executors}
+                if len(specs) != 1:
+                    raise ValueError(f"the outputs' shapes differ between profiles: {specs}")
+                self.outputs = list(specs.pop())
+            else:  # their dynamic dimensions -1, as the engine gives them
+                self.outputs = [
+                    TensorSpec(name, dtype, self._output_shapes[name][1:])
+                    for name, dtype in outputs
+                ]
         except BaseException:
             self.close()
             raise
@@ -134,6 +199,8 @@ class Dispatcher:
         {output name: array}. A model with one output gives an array, with several a dict."""
         if self.closed:
             raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
+        if self._by_shape:
+            return self._infer_by_shape(request, out)
         sources = check_request(request, self.inputs)
         batch = sources[0].shape[0]
         targets, result = self._targets(out, batch)
@@ -151,6 +218,102 @@ class Dispatcher:
                 pool.put(executor)
         return result
 
+    def _infer_by_shape(self, request, out):
+        """infer() for a dispatcher that serves requests by shape."""
+        sources = check_shaped_request(request, self.inputs)
+        shapes = tuple(source.shape for source in sources)
+        if self._recorder is not None:
+            self._recorder.record(
+                {spec.name: shape for spec, shape in zip(self.inputs, shapes, strict=True)}
+            )
+        route, layout, cuts = self._served.get(shapes) or self._serve(shapes)
+        if route.padded is not None:
+            return self._infer_padded(sources, route, layout, cuts, out)
+        batch = shapes[0][0]
+        targets, result = self._targets(out, batch, layout[1])
+        self._check_path(sources, targets)
+        self._run_chunks(route.chunks, sources, targets, layout)
+        return result
+
+    def _check_path(self, sources, targets):
+        if self.path == "runner" and any(t.kind == ON_GPU for t in (*sources, *targets)):
+            raise ValueError("the runner path serves NumPy arrays; use path='lean' for GPU arrays")
+        if self.path == "lean":
+            for tensor in (*sources, *targets):
+                locate(tensor)
+
+    def _run_chunks(self, chunks, sources, targets, layout):
+        for index, start, size in chunks:
+            pool = self._pools[index][0]
+            executor = take(pool, CLOSED_WHILE_WAITING)
+            try:
+                executor.run(sources, targets, start, size, layout)
+            finally:
+                pool.put(executor)
+
+    def _serve(self, shapes) -> tuple:
+        """How a request of `shapes` is served, worked out once per shape: its Route, its
+        layout (the input and output specs of the shapes it runs at, after the batch) and the
+        outputs' shapes after the batch it returns (cut back where it is padded)."""
+        names = [spec.name for spec in self.inputs]
+        route = plan_route(shapes, self.profiles, self.routing, names, self.pad_with_mask)
+        runs_at = shapes if route.padded is None else route.padded
+        inputs = [
+            TensorSpec(spec.name, spec.dtype, shape[1:])
+            for spec, shape in zip(self.inputs, runs_at, strict=True)
+        ]
+        index, _, size = route.chunks[0]
+        pool = self._pools[index][0]
+        executor = take(pool, CLOSED_WHILE_WAITING)
+        try:
+            outputs = executor.output_specs(size, inputs)
+        finally:
+            pool.put(executor)
+        cuts = [spec.item_shape for spec in outputs]
+        if route.padded is not None:
+            cuts = output_cuts(self._output_shapes, outputs, padded_lengths(shapes, route.padded))
+        served = (route, (inputs, outputs), cuts)
+        if len(self._served) < PLANS_KEPT:
+            self._served[shapes] = served
+        return served
+
+    def _infer_padded(self, sources, route, layout, cuts, out):
+        """Serves a request padded to `route.padded`, on the host, and returns its outputs cut
+        back to the request's shapes."""
+        if any(source.host is None for source in sources):
+            raise ValueError(
+                "a request that must be padded is padded on the host: pass NumPy arrays, or "
+                "pad the GPU arrays to shapes a profile holds (see the refusal without "
+                "pad_with_mask for the ranges)"
+            )
+        batch = route.padded[0][0]
+        padded = [
+            Tensor(shape, source.dtype, host=pad(source.host, shape), kind=PAGEABLE)
+            for source, shape in zip(sources, route.padded, strict=True)
+        ]
+        targets, _ = self._targets(None, batch, layout[1])
+        self._check_path(padded, targets)
+        self._run_chunks(route.chunks, padded, targets, layout)
+        outputs = [cut(target.host, shape) for target, shape in zip(targets, cuts, strict=True)]
+        specs = [
+            TensorSpec(spec.name, spec.dtype, shape)
+            for spec, shape in zip(layout[1], cuts, strict=True)
+        ]
+        if out is None:
+            arrays = [np.ascontiguousarray(output) for output in outputs]
+            return (
+                arrays[0] if len(arrays) == 1 else dict(zip(self.output_names, arrays, strict=True))
+            )
+        for value, spec, output in zip(by_name(out, specs, "output"), specs, outputs, strict=True):
+            target = check_tensor(value, spec, f"out {spec.name}", writable=True)
+            if target.shape[0] != batch or target.host is None:
+                raise ValueError(
+                    f"out must be a NumPy array {spec.dtype} {(batch, *spec.item_shape)} for "
+                    f"this request, got {target.dtype} {target.shape}"
+                )
+            np.copyto(target.host, output)
+        return out
+
     def _plan(self, batch) -> tuple:
         """The request's chunks (plan_chunks), kept for the batch sizes that come back."""
         plan = self._plans.get(batch)
@@ -160,18 +323,20 @@ class Dispatcher:
                 self._plans[batch] = plan
         return plan
 
-    def _targets(self, out, batch) -> tuple:
-        """The Tensors the outputs go to, and what infer() returns."""
+    def _targets(self, out, batch, specs=None) -> tuple:
+        """The Tensors the outputs go to, and what infer() returns; `specs` are the outputs'
+        at the request's shapes, by default `outputs`."""
+        specs = self.outputs if specs is None else specs
         if out is None:
-            check_outputs_fit(batch, batch * sum(spec.item_nbytes for spec in self.outputs))
-            arrays = [np.empty((batch, *spec.item_shape), spec.dtype) for spec in self.outputs]
+            check_outputs_fit(batch, batch * sum(spec.item_nbytes for spec in specs))
+            arrays = [np.empty((batch, *spec.item_shape), spec.dtype) for spec in specs]
             result = (
                 arrays[0] if len(arrays) == 1 else dict(zip(self.output_names, arrays, strict=True))
             )
             targets = [Tensor(a.shape, a.dtype, host=a, kind=PAGEABLE) for a in arrays]
             return targets, result
         targets = []
-        for value, spec in zip(by_name(out, self.outputs, "output"), self.outputs, strict=True):
+        for value, spec in zip(by_name(out, specs, "output"), specs, strict=True):
             target = check_tensor(value, spec, f"out {spec.name}", writable=True)
             if target.shape[0] != batch:
                 raise ValueError(
@@ -182,40 +347,90 @@ class Dispatcher:
         return targets, out
 
     @property
+    def input_names(self) -> list:
+        """The inputs' names, in the order of `inputs`."""
+        return [spec.name for spec in self.inputs]
+
+    @property
     def output_names(self) -> list:
         """The outputs' names, in the order of `outputs`."""
         return [spec.name for spec in self.outputs]
 
-    def page_locked_inputs(self, batch: int) -> dict:
-        """{input name: array} in page-locked memory for a request of `batch` items: fill them
-        and pass them to infer(), which copies them straight to the GPU. Keep them for the next
+    def page_locked_inputs(self, shapes) -> dict:
+        """{input name: array} in page-locked memory for a request of `shapes`: {input name:
+        shape}, or a batch size where the inputs' other dimensions are fixed. Fill them and
+        pass them to infer(), which copies them straight to the GPU. Keep them for the next
         request: page-locked memory is slow to allocate and scarce."""
-        return {s.name: page_locked_empty((batch, *s.item_shape), s.dtype) for s in self.inputs}
+        shapes = request_shapes(shapes, self.inputs)
+        return {
+            spec.name: page_locked_empty(shape, spec.dtype)
+            for spec, shape in zip(self.inputs, shapes, strict=True)
+        }
 
-    def page_locked_outputs(self, batch: int) -> dict:
-        """{output name: array} in page-locked memory, for infer()'s `out`."""
-        return {s.name: page_locked_empty((batch, *s.item_shape), s.dtype) for s in self.outputs}
+    def page_locked_outputs(self, shapes) -> dict:
+        """{output name: array} in page-locked memory, for infer()'s `out` of a request of
+        `shapes` (as page_locked_inputs takes them)."""
+        return {
+            name: page_locked_empty(shape, dtype)
+            for name, (shape, dtype) in self.output_shapes(shapes).items()
+        }
 
-    def prepare(self, batch: int, inputs=None, out=None) -> "PreparedRequest":
-        """A request of `batch` items whose arrays stay where they are, for a caller who serves
+    def output_shapes(self, shapes) -> dict:
+        """{output name: (shape, dtype)} of a request of `shapes` (as page_locked_inputs takes
+        them); ValueError where no profile serves it."""
+        shapes = request_shapes(shapes, self.inputs)
+        batch = shapes[0][0]
+        if not self._by_shape:
+            return {s.name: ((batch, *s.item_shape), s.dtype) for s in self.outputs}
+        if self.closed:
+            raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
+        _, layout, cuts = self._served.get(shapes) or self._serve(shapes)
+        return {
+            spec.name: ((batch, *shape), spec.dtype)
+            for spec, shape in zip(layout[1], cuts, strict=True)
+        }
+
+    def prepare(self, shapes, inputs=None, out=None) -> "PreparedRequest":
+        """A request of `shapes` ({input name: shape}, or a batch size where the inputs' other
+        dimensions are fixed) whose arrays stay where they are, for a caller who serves
         request after request from the same memory: `inputs` and `out` as for infer(),
         page-locked or GPU arrays, by default new page-locked ones (`.inputs`, `.outputs`).
         Everything infer() works out per request is worked out here once, so that
         PreparedRequest.run() is TensorRT's own loop: the copies, the inference, one
         synchronize; with CUDA graphs, one graph of a chunk's copies and inference. Its chunks
-        run on execution contexts of the request's own (see docs/serving.md)."""
+        run on execution contexts of the request's own (see docs/serving.md). A request that
+        would be padded is refused: prepare the padded shapes, and mask the padding."""
         if self.closed:
             raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
-        if type(batch) is not int or batch < 1:
-            raise ValueError(f"a request needs at least one image, got batch {batch!r}")
+        if type(shapes) is int and shapes < 1:
+            raise ValueError(f"a request needs at least one image, got batch {shapes!r}")
         if self.path != "lean":
             raise ValueError("prepared requests run on the lean path; use path='lean'")
-        inputs = self.page_locked_inputs(batch) if inputs is None else inputs
-        out = self.page_locked_outputs(batch) if out is None else out
-        sources = check_request(inputs, self.inputs)
+        shapes = request_shapes(shapes, self.inputs)
+        batch = shapes[0][0]
+        named = dict(zip(self.input_names, shapes, strict=True))
+        inputs = self.page_locked_inputs(named) if inputs is None else inputs
+        layout, plan = None, None
+        if self._by_shape:
+            route, layout, _ = self._served.get(shapes) or self._serve(shapes)
+            if route.padded is not None:
+                raise ValueError(
+                    f"a prepared request runs at its own shapes, and no profile holds {shapes}; "
+                    f"prepare the padded shapes {route.padded} and mark the padding in "
+                    f"{self.pad_with_mask}, or serve it with infer(), which pads it"
+                )
+            plan = route.chunks
+            sources = check_shaped_request(inputs, self.inputs)
+        else:
+            sources = check_request(inputs, self.inputs)
         if sources[0].shape[0] != batch:
             raise ValueError(f"the inputs hold batch {sources[0].shape[0]}, not {batch}")
-        targets, _ = self._targets(out, batch)
+        if tuple(source.shape for source in sources) != shapes:
+            found = {s.name: t.shape for s, t in zip(self.inputs, sources, strict=True)}
+            raise ValueError(f"the inputs hold shapes {found}, not {named}")
+        if out is None:
+            out = self.page_locked_outputs(named)
+        targets, _ = self._targets(out, batch, None if layout is None else layout[1])
         for tensor in (*sources, *targets):
             locate(tensor)
             if tensor.kind == PAGEABLE:
@@ -226,17 +441,19 @@ class Dispatcher:
         chunks = []  # (the pool its executor is taken from, or None: its own; executor, Step)
         owned = {}  # (profile index, chunk size) -> the request's own executor
         try:
-            for index, start, size in self._plan(batch):
-                executor = owned.get((index, size)) or self._own_executor(index, size)
+            for index, start, size in self._plan(batch) if plan is None else plan:
+                executor = owned.get((index, size)) or self._own_executor(index, size, layout)
                 if executor is not None:
                     owned[(index, size)] = executor
-                    chunks.append((None, executor, executor.step(sources, targets, start, size)))
+                    step = executor.step(sources, targets, start, size, layout)
+                    chunks.append((None, executor, step))
                     continue
                 # The engine does not share profiles: the profile's one context serves the chunk.
                 pool = self._pools[index][0]
                 executor = take(pool, CLOSED_WHILE_WAITING)
                 try:
-                    chunks.append((pool, executor, executor.step(sources, targets, start, size)))
+                    step = executor.step(sources, targets, start, size, layout)
+                    chunks.append((pool, executor, step))
                 finally:
                     pool.put(executor)
         except BaseException:
@@ -244,9 +461,10 @@ class Dispatcher:
             raise
         return PreparedRequest(self, inputs, out, sources, targets, chunks, list(owned.values()))
 
-    def _own_executor(self, index, size):
+    def _own_executor(self, index, size, layout=None):
         """An executor on a context of its own for a prepared chunk of `size` items on profile
-        `index`, its shape set once; None where the engine does not share profiles."""
+        `index` (of the shapes of `layout`, where given), its shape set once; None where the
+        engine does not share profiles."""
         with self._own_lock:  # one context at a time: TensorRT's log is silenced meanwhile
             if self._profiles_shared is False:
                 return None
@@ -259,8 +477,9 @@ class Dispatcher:
                 "contexts, and replay CUDA graphs only for the profiles of one shape"
             )
             return None
+        inputs = self.inputs if layout is None else layout[0]
         return LeanExecutor(
-            context, index, (size, size), self.inputs, self._engine_outputs, self._cuda_graphs,
+            context, index, (size, size), inputs, self._engine_outputs, self._cuda_graphs,
             staging=False,
         )  # fmt: skip
 

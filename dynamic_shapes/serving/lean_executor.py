@@ -4,12 +4,14 @@ a chunk's work on such a context worked out once."""
 
 import itertools
 import logging
+import math
 
 import numpy as np
 
 from dynamic_shapes.arrays import LEGACY_DEFAULT_STREAM, PAGE_LOCKED, PAGEABLE, Tensor
 from dynamic_shapes.gpu import capture_graph, check_cuda, cudart, destroy_graph, page_locked_empty
 from dynamic_shapes.serving.engine_io import output_specs
+from dynamic_shapes.tensors import TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,8 @@ class Step:
     shape is static, a CUDA graph of the copies and the inference. Each chunk of a prepared
     request is a Step, and so is a staged chunk on a profile of one shape."""
 
-    def __init__(self, size, waits):
-        self.size, self.waits = size, waits
+    def __init__(self, size, waits, inputs):
+        self.size, self.waits, self.inputs = size, waits, inputs
         self.bindings, self.copies_in, self.copies_out = [], [], []
         self.graph = self.graph_exec = None
 
@@ -49,7 +51,13 @@ class Step:
 class LeanExecutor:
     """Runs chunks on one context with preallocated buffers, one stream and, where the
     profile's shape is static, CUDA graphs. With `staging`, it serves pageable memory too,
-    through page-locked staging buffers; a prepared request's own executors need none."""
+    through page-locked staging buffers; a prepared request's own executors need none.
+
+    `inputs` give each input's shape after the batch at the profile's max: the buffers hold
+    that. A request of an engine with dynamic dimensions beyond the batch passes its own
+    layout, (input specs, output specs) of its shapes after the batch, to run() and step();
+    without one, a request has the shapes of `inputs`. `cuda_graphs` must be False where the
+    profile lets a dimension beyond the batch vary: a graph replays the shape it captured."""
 
     def __init__(
         self, context, profile_index, batch_range, inputs, outputs, cuda_graphs, staging=True
@@ -57,6 +65,7 @@ class LeanExecutor:
         rt = cudart()
         self._context, self._inputs = context, inputs
         self._batch = None  # the batch of the input shapes last set on the context
+        self._shaped_as = inputs  # the specs whose shapes after the batch were last set
         self._graph = self._graph_exec = self._stream = self._capture_stream = None
         self._staged = None  # the Step of a staged chunk, for a profile of one shape
         self._device, self._staging, self._bound = {}, {}, {}  # staging: name -> Tensor
@@ -119,13 +128,33 @@ class LeanExecutor:
             else:
                 self._foreign.add(name)
 
-    def _set_batch(self, batch):
-        if batch != self._batch:
-            for spec in self._inputs:
+    def _set_shape(self, batch, inputs):
+        if batch != self._batch or inputs is not self._shaped_as:
+            for spec in inputs:
                 shape = (batch, *spec.item_shape)
                 if not self._context.set_input_shape(spec.name, shape):
                     raise RuntimeError(f"TensorRT refused input shape {shape}")
-            self._batch = batch
+            self._batch, self._shaped_as = batch, inputs
+
+    def output_specs(self, batch, inputs) -> list:
+        """The outputs' specs for a request of `batch` items whose inputs have the shapes of
+        `inputs` after the batch, as the context works them out; ValueError where an output
+        would not fit the buffer sized at the profile's max shapes."""
+        self._set_shape(batch, inputs)
+        specs = []
+        for largest in self.outputs:
+            shape = tuple(self._context.get_tensor_shape(largest.name))
+            spec = TensorSpec(largest.name, largest.dtype, shape[1:])
+            if not shape or shape[0] != batch or min(shape) < 0:
+                raise ValueError(f"TensorRT gives output {spec.name} the shape {shape}")
+            if math.prod(shape[1:]) > math.prod(largest.item_shape):
+                raise ValueError(
+                    f"output {spec.name} of shape {shape} is larger than at the profile's max "
+                    f"shapes, {(batch, *largest.item_shape)}; the dispatcher sizes its buffers "
+                    "for the max"
+                )
+            specs.append(spec)
+        return specs
 
     def _execute(self, stream):
         """Queues the inference on `stream`: its graph where it has one and the context's own
@@ -190,17 +219,18 @@ class LeanExecutor:
             cudart().cudaMemcpyAsync(destination, source, nbytes, kind, stream), "cudaMemcpyAsync"
         )
 
-    def run(self, sources, targets, start, size):
+    def run(self, sources, targets, start, size, layout=None):
         """Serves items [start, start + size) of a request whose inputs are `sources` and whose
-        outputs go to `targets` (arrays.Tensor, kinds set)."""
+        outputs go to `targets` (arrays.Tensor, kinds set); `layout` as the class says."""
         if self._staged is not None and all(t.kind == PAGEABLE for t in (*sources, *targets)):
-            self._run_staged(sources, targets, start, size)
+            self._run_staged(sources, targets, start, size)  # a static profile: its one shape
             return
-        self._set_batch(size)
-        for spec, source in zip(self._inputs, sources, strict=True):
+        inputs, outputs = (self._inputs, self.outputs) if layout is None else layout
+        self._set_shape(size, inputs)
+        for spec, source in zip(inputs, sources, strict=True):
             self._send(spec, source, start, size)
         copies_out = []
-        for spec, target in zip(self.outputs, targets, strict=True):
+        for spec, target in zip(outputs, targets, strict=True):
             if target.kind == PAGEABLE:
                 self._bind(spec.name, self._device[spec.name])
                 continue
@@ -212,7 +242,7 @@ class LeanExecutor:
         for copy in copies_out:
             self._copy(*copy)
         staged = []  # (event or None, the caller's part, the staged part) of pageable outputs
-        for spec, target in zip(self.outputs, targets, strict=True):
+        for spec, target in zip(outputs, targets, strict=True):
             if target.kind == PAGEABLE:
                 staged += self._stage_out(spec, target, start, size)
         # Each part of a pageable output is copied out as soon as it has arrived, while the
@@ -286,8 +316,7 @@ class LeanExecutor:
         returns the staged parts still to be copied on the host."""
         rt = cudart()
         device = self._device[spec.name]
-        staging = self._staging[spec.name]
-        buffer, address = staging.host, staging.address
+        buffer, address = self._staging_array(spec), self._staging[spec.name].address
         destination = target.host[start : start + size]
         to_host = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         parts = self._parts(size, spec.item_nbytes)
@@ -302,18 +331,29 @@ class LeanExecutor:
             staged.append((event, destination[low:high], buffer[low:high]))
         return staged
 
-    def step(self, sources, targets, start, size) -> "Step":
+    def _staging_array(self, spec):
+        """The staging buffer of `spec`'s tensor, seen as items of `spec`'s shape: smaller than
+        the profile's max where a dimension beyond the batch is."""
+        buffer = self._staging[spec.name].host
+        if buffer.shape[1:] != spec.item_shape:
+            items = buffer.size // math.prod(spec.item_shape)
+            buffer = buffer.reshape(-1)[: items * math.prod(spec.item_shape)]
+            buffer = buffer.reshape(items, *spec.item_shape)
+        return buffer
+
+    def step(self, sources, targets, start, size, layout=None) -> "Step":
         """Works out, once, how this context serves items [start, start + size) of a prepared
         request (page-locked and GPU tensors only); where the profile's shape is static, as a
-        CUDA graph of the copies and the inference."""
+        CUDA graph of the copies and the inference. `layout` as the class says."""
+        inputs, outputs = (self._inputs, self.outputs) if layout is None else layout
         waits = {source.stream for source in sources if source.on_gpu}
-        step = Step(size, [stream for stream in waits if must_wait(stream)])
-        for spec, source in zip(self._inputs, sources, strict=True):
+        step = Step(size, [stream for stream in waits if must_wait(stream)], inputs)
+        for spec, source in zip(inputs, sources, strict=True):
             address, copy = self._placement(spec, source, start, size, into_context=True)
             step.bindings.append((spec.name, address))
             if copy is not None:
                 step.copies_in.append(copy)
-        for spec, target in zip(self.outputs, targets, strict=True):
+        for spec, target in zip(outputs, targets, strict=True):
             address, copy = self._placement(spec, target, start, size, into_context=False)
             step.bindings.append((spec.name, address))
             if copy is not None:
@@ -328,7 +368,7 @@ class LeanExecutor:
         return step
 
     def _apply(self, step):
-        self._set_batch(step.size)
+        self._set_shape(step.size, step.inputs)
         for name, address in step.bindings:
             self._bind(name, address)
 
@@ -352,8 +392,7 @@ class LeanExecutor:
     def _stage_in(self, spec, source, device):
         """Copies pageable `source` through the staging buffer to `device`, part by part: each
         part's transfer runs while the next part is staged."""
-        staging = self._staging[spec.name]
-        buffer, address = staging.host, staging.address
+        buffer, address = self._staging_array(spec), self._staging[spec.name].address
         to_gpu = cudart().cudaMemcpyKind.cudaMemcpyHostToDevice
         for low, high in self._parts(len(source), spec.item_nbytes):
             np.copyto(buffer[low:high], source[low:high])

@@ -17,6 +17,11 @@ class PreparedRequest:
 
     def __init__(self, dispatcher, inputs, outputs, sources, targets, chunks, owned):
         self.inputs, self.outputs = inputs, outputs  # keep the arrays, and their memory, alive
+        # Each run is a request served: the dispatcher's recorder, if any, records its shapes.
+        self._recorder = dispatcher._recorder
+        self._shapes = {
+            spec.name: source.shape for spec, source in zip(dispatcher.inputs, sources, strict=True)
+        }
         self.uses_graphs = all(step.graph_exec is not None for *_, step in chunks)
         self._dispatcher = dispatcher  # whose engine, and closed flag, the request goes by
         self._sources, self._targets = sources, targets  # keep GPU arrays' owners alive
@@ -36,6 +41,8 @@ class PreparedRequest:
                 raise RuntimeError("this prepared request is closed; prepare the request again")
             if self._dispatcher.closed:
                 raise RuntimeError(DISPATCHER_CLOSED)
+            if self._recorder is not None:
+                self._recorder.record(self._shapes)
             for pool, executor, step in self._chunks:
                 if pool is None:  # the request's own
                     executor.run_step(step)

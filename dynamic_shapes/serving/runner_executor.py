@@ -4,6 +4,7 @@ import numpy as np
 
 from dynamic_shapes.engines import deactivate_runner
 from dynamic_shapes.serving.engine_io import output_specs
+from dynamic_shapes.tensors import TensorSpec
 
 
 class RunnerExecutor:
@@ -14,10 +15,26 @@ class RunnerExecutor:
 
         self._runner = TrtRunner(context, optimization_profile=profile_index)
         self._runner.activate()
+        self._context = context
         self.outputs = output_specs(context, inputs, outputs, batch_range[1])
         self._inputs = [spec.name for spec in inputs]
 
-    def run(self, sources, targets, start, size):
+    def output_specs(self, batch, inputs) -> list:
+        """The outputs' specs for `batch` items of inputs shaped as `inputs` after the batch
+        (the runner sets the shapes again for each request it serves)."""
+        for spec in inputs:
+            if not self._context.set_input_shape(spec.name, (batch, *spec.item_shape)):
+                raise RuntimeError(f"TensorRT refused input shape {(batch, *spec.item_shape)}")
+        specs = []
+        for largest in self.outputs:
+            shape = tuple(self._context.get_tensor_shape(largest.name))
+            if not shape or shape[0] != batch or min(shape) < 0:
+                raise ValueError(f"TensorRT gives output {largest.name} the shape {shape}")
+            specs.append(TensorSpec(largest.name, largest.dtype, shape[1:]))
+        return specs
+
+    def run(self, sources, targets, start, size, layout=None):
+        # The runner sets each request's shapes from the arrays it is fed: `layout` is not needed.
         stop = start + size
         feed = {
             name: np.ascontiguousarray(source.host[start:stop])
@@ -30,4 +47,4 @@ class RunnerExecutor:
     def close(self):
         if self._runner is not None and self._runner.is_active:
             deactivate_runner(self._runner)
-        self._runner = None  # and with it, the context
+        self._runner = self._context = None  # and with them, the context
