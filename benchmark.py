@@ -19,6 +19,14 @@ each model and reused while they fit; a build says so while it runs.
     python3 benchmark.py                      # both models, about 3-4 minutes
     python3 benchmark.py --quick              # a smoke run
     python3 benchmark.py --model yours.onnx --json yours.json --plot yours.png
+
+Any model with any dynamic dimensions, over a list of request shapes (Polygraphy's syntax, or a
+workload file), comparing the dispatcher's two routing rules on the profiles given as Polygraphy
+takes them (for the transformer, by default, scenario.py's):
+
+    python3 benchmark.py --model transformer --shapes input_ids:[1,16] attention_mask:[1,16] \
+        --shapes input_ids:[8,128] attention_mask:[8,128] --json routing.json
+    python3 benchmark.py --model transformer --workload workload.jsonl --json routing.json
 """
 
 import argparse
@@ -27,11 +35,16 @@ import json
 import sys
 from pathlib import Path
 
-from build_model import ensure_model
+from build_model import ensure_model, write_model
 from dynamic_shapes import cli, options
 from dynamic_shapes.environment import environment
 from dynamic_shapes.files import write_atomically
 from dynamic_shapes.gpu import require_gpu_stack
+from dynamic_shapes.measure.by_shape import (
+    measure_routing_rules,
+    parse_request_shapes,
+    report_routing,
+)
 from dynamic_shapes.measure.engines import Engines
 from dynamic_shapes.measure.plot import plot
 from dynamic_shapes.measure.reference_check import Reference
@@ -46,7 +59,18 @@ from dynamic_shapes.measure.sections import (
 )
 from dynamic_shapes.measure.trade_offs import WIDE_RANGE
 from dynamic_shapes.onnx_inputs import read_model_input
-from scenario import MODELS, profile, profiles_for
+from dynamic_shapes.profiles import (
+    add_profile_options,
+    profiles_from_args,
+    profiles_from_command_line,
+)
+from scenario import (
+    MODELS,
+    TRANSFORMER_PATH,
+    TRANSFORMER_PROFILE_OPTIONS,
+    profile,
+    profiles_for,
+)
 
 # The file formats matplotlib's savefig writes with its own backends and Pillow, its
 # dependency (pgf, which needs LaTeX, left out); it picks one by the file's suffix.
@@ -82,6 +106,8 @@ def model_choice(text) -> tuple:
     """(name, path, exact) for a model the scripts know by name, or an ONNX file's path."""
     if text in MODELS:
         return text, MODELS[text], text == "identity"
+    if text == "transformer":  # measured over shapes (--shapes, --workload) alone
+        return text, TRANSFORMER_PATH, False
     return Path(text).stem, Path(text), False
 
 
@@ -131,12 +157,29 @@ def parse_args(argv=None):
         help="also draw the latencies as a chart, in the format its suffix names: "
         f"{', '.join(PLOT_FORMATS)} (needs matplotlib)",
     )
+    parser.add_argument(
+        "--shapes",
+        action="append",
+        nargs="+",
+        metavar="NAME:[D0,D1,...]",
+        help="measure over request shapes instead of the sections: one request's shapes, as "
+        "Polygraphy writes them, each input once; repeat it for every shape. Each is served "
+        "under both routing rules and compared",
+    )
+    parser.add_argument(
+        "--workload",
+        type=Path,
+        help="as --shapes, the shapes of a workload file (planner/workloads.py: JSON Lines or a "
+        "histogram), each weighted by its count",
+    )
+    add_profile_options(parser)
     options.add_quick(
         parser,
         "a smoke run: 3 rounds of 20 calls, 5 warm-up calls; --rounds, --reps and "
         "--warmup, where given, are kept",
     )
     args = parser.parse_args(argv)
+    by_shape_options(parser, args)
     if args.engine_dir is not None and not args.engine_dir.is_dir():
         parser.error(f"argument --engine-dir: there is no folder {args.engine_dir}")
     if args.plot:
@@ -147,6 +190,14 @@ def parse_args(argv=None):
             )
         if importlib.util.find_spec("matplotlib") is None:
             parser.error("--plot needs matplotlib: python3 -m pip install matplotlib")
+    if args.by_shape:
+        return args
+    if any(name == "transformer" for name, _, _ in args.models or []):
+        parser.error("--model transformer is measured over shapes: add --shapes or --workload")
+    if args.profile_list is not None:
+        parser.error(
+            "profiles are given for --shapes or --workload; the sections use the scenario's"
+        )
     args.models = args.models or [model_choice(name) for name in MODELS]
     names = [name for name, _, _ in args.models]
     if len(set(names)) < len(names):
@@ -158,12 +209,49 @@ def parse_args(argv=None):
     return args
 
 
+def by_shape_options(parser, args) -> None:
+    """Reads the shapes mode's options into args.by_shape, args.workload_shapes and
+    args.profile_list (argparse's error where they do not fit together)."""
+    args.by_shape = bool(args.shapes or args.workload)
+    model = args.models[0][1] if args.models else None
+    args.profile_list = profiles_from_args(
+        parser, args, model if model and model.exists() else None
+    )
+    if not args.by_shape:
+        return
+    if args.shapes and args.workload:
+        parser.error("give the shapes with --shapes or --workload, not both")
+    if not args.models or len(args.models) != 1:
+        parser.error("--shapes and --workload measure one model: give --model once")
+    if args.profile_list is None:
+        if args.models[0][0] != "transformer":
+            parser.error("give the model's profiles: --trt-min-shapes, --trt-opt-shapes and "
+                         "--trt-max-shapes once per profile, or --profiles FILE")  # fmt: skip
+        args.profile_list = profiles_from_command_line(TRANSFORMER_PROFILE_OPTIONS)
+    if args.workload:
+        from dynamic_shapes.planner.workloads import key_shapes, read_workload
+
+        try:
+            histogram = read_workload(args.workload).histogram
+        except (OSError, ValueError) as error:
+            parser.error(f"argument --workload: {error}")
+        args.workload_shapes = [(key_shapes(key), count) for key, count in histogram.items()]
+    else:
+        try:
+            args.workload_shapes = [(parse_request_shapes(items), 1) for items in args.shapes]
+        except ValueError as error:
+            parser.error(f"argument --shapes: {error}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     return cli.run(args, lambda: run(args))
 
 
 def run(args) -> None:
+    if args.by_shape:
+        run_by_shape(args)
+        return
     # A model file is checked before the GPU is, since a bad one fails the same on any
     # machine; a named model that is missing is written only once there is a GPU to run it.
     missing = {
@@ -225,6 +313,46 @@ def run(args) -> None:
             print(f"Wrote {args.plot}")
         else:
             print(f"Drew no {args.plot}: every latency comparison was left out (see the notes)")
+
+
+def run_by_shape(args) -> None:
+    """The shapes mode: one engine of the given profiles, both routing rules over the shapes."""
+    from polygraphy.backend.trt import bytes_from_engine
+
+    from dynamic_shapes.engines import load_or_build_engine
+
+    ((name, path, _),) = args.models
+    require_gpu_stack()
+    if name == "transformer" and not path.exists():
+        write_model("transformer", path)
+    progress = cli.Progress()
+    folder = args.engine_dir or path.parent
+    profiles = {f"profile {i}": p for i, p in enumerate(args.profile_list)}
+    results = {
+        "environment": environment(),
+        "settings": {"rounds": args.rounds, "reps": args.reps, "warmup": args.warmup},
+        "model": {"name": name, "path": str(path)},
+        "complete": False,
+    }
+    try:
+        engine, how = load_or_build_engine(
+            path, folder / f"{path.stem}.shapes.engine", profiles, progress=progress
+        )
+        progress(how)
+        results["model"]["engine"] = how
+        serialized = bytes_from_engine(engine)
+        del engine  # the dispatchers load engines of their own
+        results["routing"] = measure_routing_rules(
+            path, serialized, args.workload_shapes, args, progress
+        )
+        results["complete"] = True
+    finally:
+        progress.done()
+        if "routing" in results:
+            write_atomically(args.json, json.dumps(results, indent=2, default=float).encode())
+    print(f"{results['environment']['summary']}; {args.rounds} rounds x {args.reps} calls\n")
+    print(report_routing(results["routing"]))
+    print(f"Wrote {args.json}")
 
 
 if __name__ == "__main__":
