@@ -36,7 +36,7 @@ from pathlib import Path
 
 from dynamic_shapes import cli, options
 from dynamic_shapes.engines import read_record
-from dynamic_shapes.onnx_inputs import read_model_input, read_model_outputs
+from dynamic_shapes.onnx_inputs import read_model_tensors
 from dynamic_shapes.triton import (
     DEFAULT_MAX_BATCH_SIZE,
     INT32_MAX,
@@ -165,7 +165,7 @@ def write_repository(args, folder) -> list:
         return [path.parent for path in written if path.name == "config.pbtxt"]
     record = read_record(args.engine)
     ranges = batch_ranges_of(record)
-    inputs, outputs = [read_model_input(args.model)], read_model_outputs(args.model)
+    inputs, outputs = read_model_tensors(args.model)  # any dynamic dimensions: -1 in the config
     check_built_from(args.engine, record, args.model)
     preferred = [] if args.no_dynamic_batching else args.preferred_batch_sizes
     config = python_config(

@@ -51,12 +51,29 @@ def load_graph(model_path):
     return model
 
 
-def tensor_spec(tensor, path, role) -> TensorSpec:
-    return TensorSpec(tensor.name, tensor_dtype(tensor, path, role), item_shape(tensor, path, role))
+def tensor_spec(tensor, path, role, dynamic=False) -> TensorSpec:
+    shape = item_shape(tensor, path, role, dynamic)
+    return TensorSpec(tensor.name, tensor_dtype(tensor, path, role), shape)
 
 
-def item_shape(tensor, path, role) -> tuple:
-    """The fixed dimensions after the dynamic batch dimension of an input or output."""
+def read_model_tensors(model_path) -> tuple[list, list]:
+    """Every input (its initializers aside) and output of an ONNX model, each with a dynamic
+    batch first; dimensions after it that are dynamic too are -1, as Triton's configs write
+    them. ValueError says what does not fit."""
+    path, model = Path(model_path), load_graph(model_path)
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [
+        tensor_spec(tensor, path, "input", dynamic=True)
+        for tensor in model.graph.input
+        if tensor.name not in initializers
+    ]
+    outputs = [tensor_spec(tensor, path, "output", dynamic=True) for tensor in model.graph.output]
+    return inputs, outputs
+
+
+def item_shape(tensor, path, role, dynamic=False) -> tuple:
+    """The dimensions after the dynamic batch dimension of an input or output: fixed, or with
+    `dynamic`, -1 where dynamic."""
     where = f"{role} {tensor.name} of {path}"
     if not tensor.type.tensor_type.HasField("shape"):
         raise ValueError(
@@ -70,6 +87,9 @@ def item_shape(tensor, path, role) -> tuple:
             f"{where} has a fixed first dimension ({dims[0].dim_value}); a dynamic batch "
             "dimension is needed there (export the model with a dynamic axis)"
         )
+    if dynamic:
+        return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1
+                     for d in dims[1:])  # fmt: skip
     if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims[1:]):
         raise ValueError(
             f"{where} has dynamic dimensions after the batch "

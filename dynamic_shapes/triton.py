@@ -5,6 +5,13 @@ Triton's TensorRT backend, which serves the engine itself.
 For the Python backend, one model: the dispatcher splits any batch among the profiles, so the
 dynamic batcher may gather any batch up to `max_batch_size` (1024 by default); its preferred
 batch sizes are the profiles' opts and maxes, so that it gathers what the profiles run best.
+A dimension after the batch that is dynamic (a transformer's sequence length) is -1 in the
+config. Triton's dynamic batcher gathers into one batch only requests whose shapes after the
+batch are equal, unless an input sets `allow_ragged_batch`; the repository leaves it unset, so
+requests of different sequence lengths run in batches of their own, never padded to each
+other's length: padding them together would make every request pay for the longest one and
+work only for models whose mask marks the padding. Where the dispatcher may pad a length no
+profile holds, the config's `pad_with_mask` parameter names the mask input (docs/triton.md).
 
 For Triton's TensorRT backend (Triton 2.51 with the backend's release r23.12, run on an H100,
 is what these rules were checked against; its src/instance_state.cc and src/model_state.cc are
@@ -225,11 +232,14 @@ def python_config(
     max_batch_size=DEFAULT_MAX_BATCH_SIZE,
     contexts_per_profile=1,
     instances=1,
+    pad_with_mask=None,
 ):
     """The ModelConfig of the Python-backend model; `preferred` None takes the profiles' opts
     and maxes up to `max_batch_size`, an empty list turns the dynamic batcher off. Each of the
     `instances` on a GPU is a process of its own with a dispatcher of its own, which Triton
-    hands batches to in turn."""
+    hands batches to in turn. `inputs` and `outputs` hold -1 for their dynamic dimensions after
+    the batch; `pad_with_mask` names the attention-mask input where the dispatcher may pad a
+    request up to a profile that holds it (the module says what the batcher does)."""
     from tritonclient.grpc import model_config_pb2 as mc
 
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=max_batch_size)
@@ -248,6 +258,10 @@ def python_config(
         config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     config.parameters["engine"].string_value = engine_file
     config.parameters["contexts_per_profile"].string_value = str(contexts_per_profile)
+    if pad_with_mask is not None:
+        if pad_with_mask not in [spec.name for spec in inputs]:
+            raise ValueError(f"pad_with_mask {pad_with_mask!r} is not an input of the model")
+        config.parameters["pad_with_mask"].string_value = pad_with_mask
     return config
 
 
