@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import weakref
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -195,8 +196,10 @@ class Dispatcher:
     def infer(self, request, out=None):
         """Runs the request: an array, or {input name: array} (required for several inputs),
         NumPy or GPU arrays. Returns the outputs in arrays the caller owns (NumPy), or in `out`:
-        arrays of the output's dtype and shape for this batch, NumPy or GPU, as one array or
-        {output name: array}. A model with one output gives an array, with several a dict."""
+        arrays of the output's dtype and shape for this request (output_shapes says which),
+        NumPy or GPU, as one array or {output name: array}. A model with one output gives an
+        array, with several a dict. Which profile serves it, and whether it is split, padded or
+        refused: docs/serving.md."""
         if self.closed:
             raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
         if self._by_shape:
@@ -402,7 +405,7 @@ class Dispatcher:
         would be padded is refused: prepare the padded shapes, and mask the padding."""
         if self.closed:
             raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
-        if type(shapes) is int and shapes < 1:
+        if not isinstance(shapes, Mapping) and (type(shapes) is not int or shapes < 1):
             raise ValueError(f"a request needs at least one image, got batch {shapes!r}")
         if self.path != "lean":
             raise ValueError("prepared requests run on the lean path; use path='lean'")

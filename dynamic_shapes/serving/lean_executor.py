@@ -90,6 +90,10 @@ class LeanExecutor:
                 # page-locked staging memory on the host.
                 nbytes = high * spec.item_nbytes
                 self._device[spec.name] = check_cuda(rt.cudaMalloc(nbytes), "cudaMalloc")
+                if spec in inputs:
+                    # The run before a graph's capture reads the inputs as they are: zeros are
+                    # token ids, indices and masks in range, where leftover bytes need not be.
+                    check_cuda(rt.cudaMemset(self._device[spec.name], 0, nbytes), "cudaMemset")
                 self._bind(spec.name, self._device[spec.name])
                 if staging:
                     buffer = page_locked_empty((high, *spec.item_shape), spec.dtype)

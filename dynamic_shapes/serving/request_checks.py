@@ -3,6 +3,7 @@ them, and where each host array lives: page-locked, copied straight to the GPU, 
 staged."""
 
 from collections.abc import Mapping
+from numbers import Integral
 
 import numpy as np
 
@@ -116,7 +117,8 @@ def request_shapes(shapes, specs) -> tuple:
     """A request's shapes, as the dispatcher's `page_locked_inputs`, `page_locked_outputs` and
     `prepare` take them: an int is the batch, with the inputs' fixed dimensions after it (only
     where they are all fixed); a {input name: shape} gives every input's. ValueError otherwise."""
-    if isinstance(shapes, int) and not isinstance(shapes, bool):
+    if isinstance(shapes, Integral) and not isinstance(shapes, bool):
+        shapes = int(shapes)
         if shapes < 1:
             raise ValueError(f"a request needs at least one item, got batch {shapes!r}")
         dynamic = [describe_spec(spec) for spec in specs if -1 in spec.item_shape]
