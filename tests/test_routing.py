@@ -356,3 +356,14 @@ def test_what_the_dispatcher_records_is_what_a_workload_reads_back(tmp_path):
             recorder.record({TOKEN_IDS_NAME: (2, sequence), ATTENTION_MASK_NAME: (2, sequence)})
     workload = read_workload(path)
     assert sum(workload.histogram.values()) == 3
+
+
+def test_on_the_transformers_profiles_the_rules_route_every_shape_alike():
+    # Profiles 0 and 1 overlap only at one sequence of up to 64 tokens, where profile 0 is both
+    # the narrower and the nearer; profiles 1 and 2 only at 32 x 512, profile 2's one shape.
+    # docs/serving.md says so: comparing the rules needs profiles that overlap more.
+    for batch in range(1, 33):
+        for sequence in range(1, 513):
+            shapes = ((batch, sequence), (batch, sequence))
+            narrowest = plan_route(shapes, TRANSFORMER, "narrowest", NAMES)
+            assert plan_route(shapes, TRANSFORMER, "nearest-opt", NAMES) == narrowest, shapes
