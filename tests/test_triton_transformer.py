@@ -91,8 +91,6 @@ def server(transformer, tmp_path_factory):
 def test_requests_of_several_sequence_lengths_are_served_as_onnx_runtime_computes(
     server, transformer
 ):
-    from concurrent.futures import ThreadPoolExecutor
-
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
@@ -101,19 +99,22 @@ def test_requests_of_several_sequence_lengths_are_served_as_onnx_runtime_compute
     reference = OnnxRuntimeReference(transformer)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{server['http']}", concurrency=8)
 
-    def infer(feed):
-        tensors = []
+    def tensors(feed):
+        found = []
         for name, array in feed.items():
             tensor = httpclient.InferInput(name, list(array.shape), "INT32")
             tensor.set_data_from_numpy(array)
-            tensors.append(tensor)
-        return client.infer("dynamic_transformer", tensors).as_numpy(HIDDEN_STATES_NAME)
+            found.append(tensor)
+        return found
 
-    shapes = [(1, 16), (1, 100), (4, 16), (8, 128), (40, 100), (2, 7), (3, 512)]
+    def infer(feed):
+        return client.infer("dynamic_transformer", tensors(feed)).as_numpy(HIDDEN_STATES_NAME)
+
+    shapes = [(1, 16), (1, 100), (4, 16), (8, 128), (40, 100), (2, 7), (3, 512), (1, 16)]
     feeds = [random_tokens(batch, sequence, seed=i) for i, (batch, sequence) in enumerate(shapes)]
     # Sent at once, so that the batcher sees requests of different lengths together.
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(infer, feeds))
+    pending = [client.async_infer("dynamic_transformer", tensors(feed)) for feed in feeds]
+    results = [request.get_result().as_numpy(HIDDEN_STATES_NAME) for request in pending]
     for feed, states in zip(feeds, results, strict=True):
         expected = reference(feed)
         problem = mismatch({HIDDEN_STATES_NAME: states}, expected, exact=False)
