@@ -190,6 +190,7 @@ def parse_args(argv=None):
             )
         if importlib.util.find_spec("matplotlib") is None:
             parser.error("--plot needs matplotlib: python3 -m pip install matplotlib")
+    options.fill_counts(args, COUNTS, QUICK_COUNTS)
     if args.by_shape:
         return args
     if any(name == "transformer" for name, _, _ in args.models or []):
@@ -202,7 +203,6 @@ def parse_args(argv=None):
     names = [name for name, _, _ in args.models]
     if len(set(names)) < len(names):
         parser.error(f"argument --model: two models named alike in {names}")
-    options.fill_counts(args, COUNTS, QUICK_COUNTS)
     args.narrow_vs_wide_batches = args.batch_sizes or NARROW_VS_WIDE_BATCHES
     args.convenience_batches = args.batch_sizes or CONVENIENCE_BATCHES
     args.contexts_batches = args.batch_sizes or CONTEXTS_BATCHES
