@@ -318,7 +318,9 @@ def test_plan_profiles_plans_a_small_scenario_workload_on_the_identity(tmp_path)
         assert candidate["replayed_requests"] == 300
         assert sum(shape["requests"] for shape in candidate["shapes"]) == 300
         assert 0 < candidate["p50_s"] <= candidate["p99_s"]
-        assert candidate["throughput_per_s"] > 0 and candidate["context_memory_bytes"] > 0
+        assert candidate["throughput_per_s"] > 0
+        # The identity needs no activation memory: TensorRT reports 0 bytes a context for it.
+        assert candidate["context_memory_bytes"] == 0
         assert candidate["build_seconds"] > 0
         assert candidate["engine_line"].startswith("Built ")
     assert len(candidates["2 profiles"]["profiles"]) == 2

@@ -326,7 +326,7 @@ def assert_prints(actual: list, expected: list) -> None:
 def test_example_py_and_inspect_print_what_the_readme_shows(tmp_path):
     engine = tmp_path / ENGINE_PATH.name
     first = run_script("example.py", "--engine", str(engine))
-    assert_prints(printed(first), shown_block("[I] Configuring with profiles"))
+    assert_prints(printed(first), shown_block("[I] TF32 is disabled by default"))
 
     again = printed(run_script("example.py", "--engine", str(engine)))
     assert again[0] == shown_block("Reusing ")[0]

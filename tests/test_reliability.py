@@ -95,8 +95,15 @@ def test_example_reuses_its_engine_and_rebuilds_for_each_reason(tmp_path):
     assert rebuild_line().endswith(
         "because the engine file is not the one saved with it; it has 3 profiles"
     )
+    # Without its record the file is no longer known as the project's: refused, not rebuilt.
     record_path(path).unlink()
-    assert "is missing" in rebuild_line()
+    refused = run_script("example.py", "--engine", str(path))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.splitlines()[-1] == (
+        f"example.py: error: argument --engine: {path} exists and is not an engine this project "
+        f"saved (there is no {record_path(path).name} beside it); refusing to overwrite it: name "
+        "another engine path, or delete the file if it is an old engine"
+    )
 
 
 def test_an_engine_that_passes_its_record_but_does_not_load_is_rebuilt(tmp_path):

@@ -16,7 +16,7 @@ from dynamic_shapes.stress.verdicts import verdicts
 from dynamic_shapes.targets import TARGETS
 from scenario import HERE
 from tests import results_data as data
-from tests.support import run_script
+from tests.support import TENSORRT_MISSING, run_script, script_with_imports_failing
 
 FOLDER = "h100-trt8.6.0"
 
@@ -201,7 +201,10 @@ def test_record_environment_writes_the_record_into_the_folder_named(tmp_path):
 
 
 def test_record_environment_without_a_gpu_names_no_folder_and_says_why():
-    result = run_script("render_results.py", "--record-environment")
+    # TensorRT made to fail, so that a machine with it (a GPU machine) shows the same.
+    result = run_script(
+        *script_with_imports_failing("render_results.py", TENSORRT_MISSING, "--record-environment")
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("render_results.py: no GPU or no TensorRT recorded")
 
