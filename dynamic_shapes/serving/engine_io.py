@@ -35,6 +35,13 @@ def engine_io(engine) -> tuple[list, list]:
             )
         inputs.append(TensorSpec(name, dtype, shapes[0][1:]))
         ranges[name] = batch_ranges(engine, name)
+    check_io(inputs, outputs, ranges)
+    return inputs, outputs
+
+
+def check_io(inputs, outputs, ranges: dict) -> None:
+    """ValueError unless the engine has inputs and outputs, and its inputs' batch `ranges`
+    ({input name: each profile's (min, max) batch}) are one for all of them."""
     if not inputs or not outputs:
         raise ValueError(f"the engine has inputs {inputs} and outputs {outputs}; it needs both")
     if len(set(ranges.values())) != 1:
@@ -42,7 +49,6 @@ def engine_io(engine) -> tuple[list, list]:
             f"the inputs' batch ranges per profile differ ({ranges}); the dispatcher needs one "
             "batch size for all of a request's inputs"
         )
-    return inputs, outputs
 
 
 def batch_alone_is_dynamic(engine) -> bool:
@@ -86,13 +92,7 @@ def dynamic_engine_io(engine) -> tuple[list, list, dict]:
             )
         inputs.append(TensorSpec(name, dtype, shape[1:]))
         ranges[name] = batch_ranges(engine, name)
-    if not inputs or not outputs:
-        raise ValueError(f"the engine has inputs {inputs} and outputs {outputs}; it needs both")
-    if len(set(ranges.values())) != 1:
-        raise ValueError(
-            f"the inputs' batch ranges per profile differ ({ranges}); the dispatcher needs one "
-            "batch size for all of a request's inputs"
-        )
+    check_io(inputs, outputs, ranges)
     return inputs, outputs, output_shapes
 
 

@@ -18,6 +18,21 @@ def choose_profile(batch: int, ranges) -> int | None:
     return min(fitting)[1] if fitting else None
 
 
+def split_sizes(batch: int, ranges) -> tuple[list, int]:
+    """The (start, size) of each chunk of `batch` by the splitting rule above, among `ranges`,
+    each profile's (min, max) batch size; and what remains of the batch where no profile takes
+    it (0 when the split succeeds)."""
+    chunks, start = [], 0
+    while start < batch:
+        remaining = batch - start
+        size = max((min(high, remaining) for low, high in ranges if low <= remaining), default=0)
+        if size == 0:
+            return chunks, remaining
+        chunks.append((start, size))
+        start += size
+    return chunks, 0
+
+
 @functools.lru_cache(maxsize=1024)
 def plan_chunks(batch: int, ranges: tuple) -> tuple:
     """Splits a batch into (profile index, start, size) chunks by the splitting rule above.
@@ -26,19 +41,14 @@ def plan_chunks(batch: int, ranges: tuple) -> tuple:
     """
     if batch < 1:
         raise ValueError(f"a request needs at least one image, got batch {batch}")
-    chunks, start = [], 0
-    while start < batch:
-        remaining = batch - start
-        size = max((min(high, remaining) for low, high in ranges if low <= remaining), default=0)
-        if size == 0:
-            accepted = ", ".join(f"{low}..{high}" for low, high in ranges)
-            raise ValueError(
-                f"batch {batch} cannot be split into chunks the profiles accept: {remaining} "
-                f"images would remain, and the profiles accept batch sizes {accepted}"
-            )
-        chunks.append((choose_profile(size, ranges), start, size))
-        start += size
-    return tuple(chunks)
+    sizes, remaining = split_sizes(batch, ranges)
+    if remaining:
+        accepted = ", ".join(f"{low}..{high}" for low, high in ranges)
+        raise ValueError(
+            f"batch {batch} cannot be split into chunks the profiles accept: {remaining} "
+            f"images would remain, and the profiles accept batch sizes {accepted}"
+        )
+    return tuple((choose_profile(size, ranges), start, size) for start, size in sizes)
 
 
 def describe_batch_ranges(ranges: dict) -> str:

@@ -28,6 +28,8 @@ Nothing here needs TensorRT or a GPU.
 import math
 from dataclasses import dataclass
 
+from dynamic_shapes.serving.planning import split_sizes
+
 RULES = ("narrowest", "nearest-opt")
 
 
@@ -134,22 +136,19 @@ def plan_route(shapes, profiles, rule: str, names, pad_input=None) -> Route:
 def split(shapes, profiles, rule, fitting, names) -> tuple:
     """The chunks of a request whose dimensions after the batch the profiles `fitting` hold:
     planning.plan_chunks' splitting rule, each chunk on the profile `rule` picks."""
-    batch = shapes[0][0]
     ranges = [profiles[i].batch_range for i in fitting]
-    chunks, start = [], 0
-    while start < batch:
-        remaining = batch - start
-        size = max((min(high, remaining) for low, high in ranges if low <= remaining), default=0)
-        if size == 0:
-            accepted = ", ".join(f"{low}..{high}" for low, high in ranges)
-            raise ValueError(
-                f"the request {format_shapes(names, shapes)} cannot be split into chunks the "
-                f"profiles accept: {remaining} items would remain, and the profiles that hold "
-                f"its other dimensions accept batch sizes {accepted}"
-            )
-        chunks.append((choose(with_batch(shapes, size), profiles, rule, fitting), start, size))
-        start += size
-    return tuple(chunks)
+    sizes, remaining = split_sizes(shapes[0][0], ranges)
+    if remaining:
+        accepted = ", ".join(f"{low}..{high}" for low, high in ranges)
+        raise ValueError(
+            f"the request {format_shapes(names, shapes)} cannot be split into chunks the "
+            f"profiles accept: {remaining} items would remain, and the profiles that hold "
+            f"its other dimensions accept batch sizes {accepted}"
+        )
+    return tuple(
+        (choose(with_batch(shapes, size), profiles, rule, fitting), start, size)
+        for start, size in sizes
+    )
 
 
 def padding_candidates(shapes, profiles, mask_index) -> list:
