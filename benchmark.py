@@ -9,6 +9,7 @@ Measures the trade-offs the walkthrough states, on this GPU, for the scenario's 
   4. memory                       what the engine and each execution context take on the GPU
   5. runner activation            a TrtRunner over an owned context vs one that creates its own
   6. the cost of convenience      TrtRunner.infer, the dispatcher's paths and bare TensorRT loops
+  7. contexts                     concurrent requests for one profile: one context vs several
 
 Every latency is one request, end to end: host-to-device copy, inference, device-to-host copy
 and a synchronize before the clock is read. Variants compared with each other run in
@@ -24,7 +25,7 @@ Any model with any dynamic dimensions, over a list of request shapes (Polygraphy
 workload file), comparing the dispatcher's two routing rules on the profiles given as Polygraphy
 takes them (for the transformer, by default, scenario.py's):
 
-    python3 benchmark.py --model transformer --shapes input_ids:[1,16] attention_mask:[1,16] \
+    python3 benchmark.py --model transformer --shapes input_ids:[1,16] attention_mask:[1,16] \\
         --shapes input_ids:[8,128] attention_mask:[8,128] --json routing.json
     python3 benchmark.py --model transformer --workload workload.jsonl --json routing.json
 """
@@ -130,8 +131,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--batch-sizes",
         type=options.batch_sizes(),
-        help="comma-separated batch sizes for sections 1 and 6 "
-        "(default: 1,4,16,32,128 and 1,4,32,128)",
+        help="comma-separated batch sizes for sections 1, 6 and 7 "
+        "(default: 1,4,16,32,128; 1,4,32,128; 4,128)",
     )
     for flag, kind, what in [
         ("--rounds", cli.positive, "rounds per comparison"),
