@@ -2,7 +2,7 @@
 shape, each chunk on the profile that fits it (docs/serving.md is the guide).
 
 An engine whose batch alone is dynamic is served by the batch: its plans are looked up by batch
-size, as they always were. An engine with dynamic dimensions beyond the batch (or a dispatcher
+size. An engine with dynamic dimensions beyond the batch (or a dispatcher
 that records its requests, or routes by the nearest opt) is served by shape: each request's
 route (routing.py) and the shapes of its outputs are worked out once per shape and kept.
 """
