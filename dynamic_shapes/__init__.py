@@ -1,13 +1,18 @@
 """
 What the scripts beside this package share, one module a concern. Modules import downwards only:
 
+    results       the results pages rendered from results/ (results_pages,    (results floor)
+                  results_text, results_figures) and the targets they are held to (targets)
+    options       the options several scripts take, declared once              (script floor)
     planner       profiles planned from a workload: workloads, recording,      (planning floor)
                   candidates, scoring, the report
     stress        the dispatcher under load and through lifecycles (stress.py) (measuring floor)
     measure       the walkthrough's trade-offs measured (benchmark.py)         (measuring floor)
     triton        Triton model repositories for a saved engine                 (serving floor)
     dispatch      where the Dispatcher is imported from                        (serving floor)
-    serving       serving any batch size on an engine's profiles, a module a concern
+    serving       serving requests of any shape on an engine's profiles, a module a concern
+    environment   the GPU, driver, versions and commit a run measured
+    profiles      optimization profiles in Polygraphy's options and in a JSON file
     arrays        where a request's arrays live: pageable, page-locked, GPU
     engines       building, saving, loading and reusing an engine; contexts
     reference     ONNX Runtime on the CPU, and comparing results with it
