@@ -71,7 +71,7 @@ PYTHON_BACKEND_OPTIONS = {
 
 def parse_args(argv=None):
     parser = cli.make_parser(__file__, __doc__)
-    options.add_engine(parser, ENGINE_PATH, "(%(default)s)", built=False)
+    options.add_engine(parser, ENGINE_PATH, "the saved engine to serve (%(default)s)", built=False)
     options.add_model_file(parser, MODEL_PATH, "the ONNX model it was built from")
     options.add_model_name(parser)
     parser.add_argument(

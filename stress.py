@@ -69,7 +69,12 @@ def parse_args(argv=None):
         type=cli.non_negative,
         help=f"requests per thread before anything is measured ({COUNTS['warmup']})",
     )
-    parser.add_argument("--path", choices=("lean", "runner"), default="lean")
+    parser.add_argument(
+        "--path",
+        choices=("lean", "runner"),
+        default="lean",
+        help="the dispatcher's execution path (docs/serving.md): lean",
+    )
     parser.add_argument(
         "--memory",
         choices=("pageable", "page-locked", "gpu"),
