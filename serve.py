@@ -14,8 +14,8 @@ Triton's own TensorRT backend, found in the server's backend folder or --backend
 The model is ready once the engine is loaded and every context is in place; this script says so
 then, and not before. Requests carry the engine's inputs by name (for the walkthrough's
 engine, X float32 [batch, 3, 28, 28], and Y comes back); docs/triton.md shows tritonclient calls
-over HTTP and gRPC. The repository runs as it is in NVIDIA's Triton container, with the
-TensorRT version the engine was built with.
+over HTTP and gRPC. The repository is laid out to run as it is in NVIDIA's Triton container
+too, with the TensorRT version the engine was built with.
 """
 
 import importlib.util
