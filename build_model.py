@@ -21,7 +21,9 @@ batch and sequence length are both dynamic. Inputs `input_ids` and `attention_ma
     python3 build_model.py --output m.onnx
 """
 
+import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -241,6 +243,23 @@ def ensure_model(path) -> None:
             write_model(name, path)
 
 
+def model_output(text) -> Path:
+    """Where a model may be written: a writable path where nothing is, or an ONNX model, which
+    is replaced; never another file (a README, an engine) that happens to be named."""
+    path = cli.output_file(text)
+    if path.exists():
+        try:
+            existing = onnx.load_model(str(path), load_external_data=False)
+        except Exception:  # any file protobuf cannot read as a model
+            existing = None
+        if existing is None or not existing.graph.node:
+            raise argparse.ArgumentTypeError(
+                f"{path} exists and is not an ONNX model; refusing to overwrite it: name "
+                "another path"
+            )
+    return path
+
+
 def parse_args(argv=None):
     parser = cli.make_parser(__file__, __doc__)
     parser.add_argument(
@@ -248,8 +267,9 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--output",
-        type=cli.output_file,
-        help="where to write the model (default: dynamic_<model>.onnx here)",
+        type=model_output,
+        help="where to write the model: a new file, or an ONNX model, which is replaced "
+        "(default: dynamic_<model>.onnx here)",
     )
     args = parser.parse_args(argv)
     args.output = args.output or DEFAULT_PATHS[args.model]

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from dynamic_shapes import cli
-from scenario import CONVNET_PATH
+from scenario import CONVNET_PATH, MODEL_PATH
 from tests.support import (
     CUDA_BINDINGS_BROKEN,
     CUDA_BINDINGS_MISSING,
@@ -224,3 +224,18 @@ def test_verbose_adds_the_traceback(capsys):
 def test_an_error_without_words_is_named_by_its_type(args, capsys):
     assert cli.run(args, raising(MemoryError())) == 1
     assert capsys.readouterr().err == "tool.py: MemoryError\n"
+
+
+def test_build_model_replaces_a_model_but_no_other_file(tmp_path):
+    notes, model = tmp_path / "notes.md", tmp_path / "m.onnx"
+    notes.write_text("# my notes\n")
+    result = run_script("build_model.py", "--output", str(notes))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"build_model.py: error: argument --output: {notes} exists and is not an ONNX model; "
+        "refusing to overwrite it: name another path"
+    )
+    assert notes.read_text() == "# my notes\n"
+    for _ in range(2):  # written, then replaced
+        assert run_script("build_model.py", "--output", str(model)).returncode == 0
+    assert model.read_bytes() == MODEL_PATH.read_bytes()
