@@ -20,7 +20,6 @@ import sys
 from dynamic_shapes import cli, options
 from dynamic_shapes.engines import read_record
 from dynamic_shapes.triton import (
-    DEFAULT_QUEUE_DELAY_US,
     check_server_tensorrt,
     export_tensorrt_repository,
 )
@@ -73,8 +72,7 @@ def parse_args(argv=None):
         "release says which): an engine built by another is refused",
     )
     args = parser.parse_args(argv)
-    if args.no_dynamic_batching and args.max_queue_delay_us != DEFAULT_QUEUE_DELAY_US:
-        parser.error("--max-queue-delay-us configures the dynamic batcher; drop one of them")
+    options.check_queue_delay(parser, args)
     options.check_model_name(parser, args)
     if args.server_tensorrt:
         try:

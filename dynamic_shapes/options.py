@@ -105,13 +105,23 @@ def check_model_name(parser, args) -> None:
 
 
 def add_max_queue_delay(parser) -> None:
-    """--max-queue-delay-us: the dynamic batcher's max_queue_delay_microseconds, a uint64."""
+    """--max-queue-delay-us: the dynamic batcher's max_queue_delay_microseconds, a uint64;
+    check_queue_delay fills in the default once it knows whether the batcher is on."""
     parser.add_argument(
         "--max-queue-delay-us",
         type=cli.integer_in(0, UINT64_MAX),
-        default=DEFAULT_QUEUE_DELAY_US,
-        help="how long the dynamic batcher may hold a request to gather a batch (%(default)s)",
+        help="how long the dynamic batcher may hold a request to gather a batch "
+        f"({DEFAULT_QUEUE_DELAY_US})",
     )
+
+
+def check_queue_delay(parser, args) -> None:
+    """Refuses a queue delay given with --no-dynamic-batching, which has no batcher for it to
+    configure, whatever its value; otherwise fills in the default."""
+    if args.no_dynamic_batching and args.max_queue_delay_us is not None:
+        parser.error("--max-queue-delay-us configures the dynamic batcher; drop one of them")
+    if args.max_queue_delay_us is None:
+        args.max_queue_delay_us = DEFAULT_QUEUE_DELAY_US
 
 
 def add_contexts_per_profile(parser, default, help) -> None:

@@ -239,3 +239,13 @@ def test_build_model_replaces_a_model_but_no_other_file(tmp_path):
     for _ in range(2):  # written, then replaced
         assert run_script("build_model.py", "--output", str(model)).returncode == 0
     assert model.read_bytes() == MODEL_PATH.read_bytes()
+
+
+@pytest.mark.parametrize("script", ["serve.py", "export_triton.py"])
+def test_a_queue_delay_without_the_batcher_is_refused_whatever_its_value(script):
+    # 100 is the default: given explicitly, it is refused all the same.
+    result = run_script(script, "--no-dynamic-batching", "--max-queue-delay-us", "100")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"{script}: error: --max-queue-delay-us configures the dynamic batcher; drop one of them"
+    )
