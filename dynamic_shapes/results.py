@@ -6,16 +6,21 @@ environment (results/<gpu>-trt<TensorRT version>/, for instance results/h100-trt
     environment.json      the environment of the text files beside it (render_results.py
                           --record-environment writes it)
     benchmark.json        benchmark.py --json
+    routing*.json         benchmark.py --shapes ... --json: the two routing rules compared
+    plan-*.json           plan_profiles.py --json: the planner's proofs (and the profile files
+                          they write beside them, plan-*-profiles.json)
     stress*.json          stress.py --json, one file per load (stress-mps-6x3-page-locked.json)
-    triton*.json          loadgen.py --json against serve.py, one file per server set-up
+    triton*.json          loadgen.py --json against serve.py, one file per server set-up, on
+                          Triton's Python backend or (triton-tensorrt*.json) its TensorRT backend
     example.txt           example.py's output
     inspect.txt           polygraphy inspect model's output
     suite.txt             the test suite's output on that machine
 
-RUNS says which command writes each file. Each JSON carries its environment (GPU, driver,
-TensorRT, Python, commit, date); the runs of a folder must agree on what makes the environment
-(IDENTITY), so that a table, which never leaves its folder, never mixes environments. The
-targets are declared once, in TARGETS; whether each is met is computed from the data.
+RUNS says which command writes each file, in the order measure.py runs them. Each JSON carries
+its environment (GPU, driver, TensorRT, Python, commit, date); the runs of a folder must agree on
+what makes the environment (IDENTITY), so that a table, which never leaves its folder, never
+mixes environments. The targets are declared once, in targets.py; whether each is met is
+computed from the data.
 
 The pages are written in English and Chinese from the same data; the text differs, the figures
 cannot.
@@ -36,6 +41,8 @@ IDENTITY = ("gpu", "driver", "tensorrt", "python")
 FOLDER_NAME = re.compile(r"^(?P<gpu>[a-z0-9]+)-trt(?P<tensorrt>\d+(\.\d+)*)(-[a-z0-9.]+)*$")
 STRESS_FILE = re.compile(r"^stress(-[a-z0-9.-]+)?\.json$")
 TRITON_FILE = re.compile(r"^triton(-[a-z0-9.-]+)?\.json$")
+ROUTING_FILE = re.compile(r"^routing(-[a-z0-9.-]+)?\.json$")
+PLAN_FILE = re.compile(r"^plan-[a-z0-9.-]+\.json$")
 TEXT_FILES = ("example.txt", "inspect.txt", "suite.txt")
 
 # benchmark.py's names for its variants (tests/test_results.py holds them to benchmark.py's).
@@ -59,73 +66,159 @@ class Run:
     command: str
     server: str | None = None  # for a Triton run, serve.py as it runs meanwhile
     mps: bool = False  # run under NVIDIA's Multi-Process Service
+    # About how many seconds of the GPU machine the run takes: the whole command's, or for a
+    # Triton run the server's start (engine, contexts, graphs), to which measure.py adds each
+    # load level from loadgen.py's options. Estimated from each script's steps (engine builds,
+    # rounds, requests), to pick the runs that fit the time there is; measure.py prints what
+    # each run took, to correct them by.
+    estimate_s: int = 0
+    # The server refuses part of the load by design (Triton's TensorRT backend refuses a batch
+    # no listed profile takes): loadgen.py counts each refusal as an error, and exits 1 once it
+    # has written the whole run.
+    refusals: bool = False
+    # Files the command writes beside `file` that are no run of their own (the planner's
+    # profile files, whose profiles plan-*.json holds too).
+    also_writes: tuple = ()
+    # Render the pages before the run (the test suite checks that they are current).
+    render_first: bool = False
 
 
 MPS = " (MPS)"
+RECORD_ENVIRONMENT = "python3 render_results.py --record-environment"
+# The walkthrough's hand-picked profiles as Polygraphy takes them (low latency, dynamic batching,
+# offline), given to the planner beside its own.
+HAND_PICKED = (
+    "--trt-min-shapes 'X:[1,3,28,28]' --trt-opt-shapes 'X:[1,3,28,28]' "
+    "--trt-max-shapes 'X:[1,3,28,28]' --trt-min-shapes 'X:[1,3,28,28]' "
+    "--trt-opt-shapes 'X:[4,3,28,28]' --trt-max-shapes 'X:[32,3,28,28]' "
+    "--trt-min-shapes 'X:[128,3,28,28]'"
+)
+# Profiles where the two routing rules part: a wide one tuned for single short sequences, and a
+# narrow one for batches of 8 x 256.
+OVERLAPPING_PROFILES = (
+    "--trt-min-shapes input_ids:[1,1] attention_mask:[1,1] "
+    "--trt-opt-shapes input_ids:[1,16] attention_mask:[1,16] "
+    "--trt-max-shapes input_ids:[16,512] attention_mask:[16,512] "
+    "--trt-min-shapes input_ids:[1,1] attention_mask:[1,1] "
+    "--trt-opt-shapes input_ids:[8,256] attention_mask:[8,256] "
+    "--trt-max-shapes input_ids:[8,256] attention_mask:[8,256]"
+)
+MIXED_BATCHES = "--batch-sizes 1,4,13,32,50,77,128,300 --concurrency 16 --seconds 5"
 RUNS = (
-    Run(ENVIRONMENT_FILE, "folder=$(python3 render_results.py --record-environment)"),
+    Run(ENVIRONMENT_FILE, f"folder=$({RECORD_ENVIRONMENT})", estimate_s=5),
     Run(
         "example.txt",
         "rm -f dynamic_identity.engine dynamic_identity.engine.json && "
         "python3 example.py > $folder/example.txt",
+        estimate_s=30,
     ),
-    Run("inspect.txt", "polygraphy inspect model dynamic_identity.engine > $folder/inspect.txt"),
-    Run("benchmark.json", "python3 benchmark.py --json $folder/benchmark.json"),
-    Run("stress.json", "python3 stress.py --requests 5000 --json $folder/stress.json"),
+    Run(
+        "inspect.txt",
+        "polygraphy inspect model dynamic_identity.engine > $folder/inspect.txt",
+        estimate_s=10,
+    ),
+    Run("benchmark.json", "python3 benchmark.py --json $folder/benchmark.json", estimate_s=300),
+    Run(
+        "routing.json",
+        "python3 benchmark.py --model transformer --shapes input_ids:[1,16] attention_mask:[1,16] "
+        "--shapes input_ids:[8,128] attention_mask:[8,128] "
+        "--shapes input_ids:[32,512] attention_mask:[32,512] --json $folder/routing.json",
+        estimate_s=150,
+    ),
+    Run(
+        "routing-overlapping.json",
+        f"python3 benchmark.py --model transformer {OVERLAPPING_PROFILES} "
+        "--shapes input_ids:[1,20] attention_mask:[1,20] "
+        "--shapes input_ids:[2,100] attention_mask:[2,100] "
+        "--shapes input_ids:[4,120] attention_mask:[4,120] "
+        "--shapes input_ids:[8,250] attention_mask:[8,250] --json $folder/routing-overlapping.json",
+        estimate_s=150,
+    ),
+    Run(
+        "plan-convnet.json",
+        "python3 plan_profiles.py --model convnet --generate scenario --requests 3000 "
+        f"--max-profiles 3 {HAND_PICKED} --json $folder/plan-convnet.json "
+        "--write-profiles $folder/plan-convnet-profiles.json",
+        estimate_s=420,
+        also_writes=("plan-convnet-profiles.json",),
+    ),
+    Run(
+        "plan-transformer.json",
+        "python3 plan_profiles.py --model transformer --generate transformer --requests 2000 "
+        "--max-profiles 3 --values input_ids:0..999 --values attention_mask:1..1 "
+        "--json $folder/plan-transformer.json "
+        "--write-profiles $folder/plan-transformer-profiles.json",
+        estimate_s=540,
+        also_writes=("plan-transformer-profiles.json",),
+    ),
+    Run(
+        "stress.json",
+        "python3 stress.py --requests 5000 --json $folder/stress.json",
+        estimate_s=90,
+    ),
     Run(
         "stress-8x2-pageable.json",
         "python3 stress.py --processes 8 --threads 2 --requests 5000 "
         "--json $folder/stress-8x2-pageable.json",
+        estimate_s=90,
     ),
     Run(
         "stress-6x3-page-locked.json",
         "python3 stress.py --processes 6 --threads 3 --memory page-locked --requests 5000 "
         "--json $folder/stress-6x3-page-locked.json",
+        estimate_s=90,
     ),
     Run(
         "stress-mps-8x2-pageable.json",
         "python3 stress.py --processes 8 --threads 2 --requests 5000 "
         "--json $folder/stress-mps-8x2-pageable.json",
         mps=True,
+        estimate_s=90,
     ),
     Run(
         "stress-mps-6x3-page-locked.json",
         "python3 stress.py --processes 6 --threads 3 --memory page-locked --requests 5000 "
         "--json $folder/stress-mps-6x3-page-locked.json",
         mps=True,
+        estimate_s=90,
     ),
     Run(
         "triton.json",
         "python3 loadgen.py --seconds 5 --json $folder/triton.json",
         server="python3 serve.py",
+        estimate_s=30,
     ),
     Run(
         "triton-no-batcher.json",
         "python3 loadgen.py --seconds 5 --json $folder/triton-no-batcher.json",
         server="python3 serve.py --no-dynamic-batching",
+        estimate_s=30,
     ),
     Run(
         "triton-http.json",
         "python3 loadgen.py --protocol http --concurrency 1 --seconds 5 "
         "--json $folder/triton-http.json",
         server="python3 serve.py",
+        estimate_s=30,
     ),
     Run(
         "triton-mixed.json",
-        "python3 loadgen.py --batch-sizes 1,4,13,32,50,77,128,300 --concurrency 16 --seconds 5 "
-        "--json $folder/triton-mixed.json",
+        f"python3 loadgen.py {MIXED_BATCHES} --json $folder/triton-mixed.json",
         server="python3 serve.py",
+        estimate_s=30,
     ),
     Run(
         "triton-4-instances.json",
         "python3 loadgen.py --concurrency 16,64 --seconds 5 --json $folder/triton-4-instances.json",
         server="python3 serve.py --instances 4",
+        estimate_s=60,
     ),
     Run(
         "triton-4-instances-no-batcher.json",
         "python3 loadgen.py --concurrency 16,64 --seconds 5 "
         "--json $folder/triton-4-instances-no-batcher.json",
         server="python3 serve.py --instances 4 --no-dynamic-batching",
+        estimate_s=60,
     ),
     Run(
         "triton-4-instances-mps.json",
@@ -133,21 +226,105 @@ RUNS = (
         "--json $folder/triton-4-instances-mps.json",
         server="python3 serve.py --instances 4",
         mps=True,
+        estimate_s=60,
+    ),
+    Run(
+        "triton-tensorrt.json",
+        "python3 loadgen.py --seconds 5 --json $folder/triton-tensorrt.json",
+        server="python3 serve.py --backend tensorrt",
+        estimate_s=15,
+    ),
+    Run(
+        "triton-tensorrt-no-batcher.json",
+        "python3 loadgen.py --seconds 5 --json $folder/triton-tensorrt-no-batcher.json",
+        server="python3 serve.py --backend tensorrt --no-dynamic-batching",
+        estimate_s=15,
+    ),
+    Run(
+        "triton-tensorrt-no-graphs.json",
+        "python3 loadgen.py --seconds 5 --json $folder/triton-tensorrt-no-graphs.json",
+        server="python3 serve.py --backend tensorrt --no-cuda-graphs",
+        estimate_s=15,
+    ),
+    Run(
+        "triton-tensorrt-4-instances.json",
+        "python3 loadgen.py --concurrency 16,64 --seconds 5 "
+        "--json $folder/triton-tensorrt-4-instances.json",
+        server="python3 serve.py --backend tensorrt --instances 4",
+        estimate_s=20,
+    ),
+    Run(
+        "triton-tensorrt-4-instances-no-batcher.json",
+        "python3 loadgen.py --concurrency 16,64 --seconds 5 "
+        "--json $folder/triton-tensorrt-4-instances-no-batcher.json",
+        server="python3 serve.py --backend tensorrt --instances 4 --no-dynamic-batching",
+        estimate_s=20,
+    ),
+    Run(
+        "triton-tensorrt-mixed.json",
+        f"python3 loadgen.py {MIXED_BATCHES} --json $folder/triton-tensorrt-mixed.json",
+        server="python3 serve.py --backend tensorrt",
+        estimate_s=15,
+        refusals=True,
     ),
     Run(
         "triton-soak.json",
         "python3 loadgen.py --concurrency 64 --seconds 60 --server-pid PID "
         "--json $folder/triton-soak.json",
         server="python3 serve.py",
+        estimate_s=30,
     ),
-    Run("suite.txt", "python3 -m pytest -q > $folder/suite.txt"),
+    # Written aside and moved in whole: a results file being written would make the suite's
+    # own check of the pages fail.
+    Run(
+        "suite.txt",
+        "python3 -m pytest -q > $folder/.suite.txt; mv $folder/.suite.txt $folder/suite.txt",
+        estimate_s=600,
+        render_first=True,
+    ),
 )
 RUN_OF = {run.file: run for run in RUNS}
+# Files a run writes beside its own, which the renderer passes over.
+COMPANIONS = {name for run in RUNS for name in run.also_writes}
 # Triton set-ups compared with the batcher on and off.
 BATCHER_PAIRS = (
     ("triton.json", "triton-no-batcher.json"),
     ("triton-4-instances.json", "triton-4-instances-no-batcher.json"),
+    ("triton-tensorrt.json", "triton-tensorrt-no-batcher.json"),
+    ("triton-tensorrt-4-instances.json", "triton-tensorrt-4-instances-no-batcher.json"),
 )
+# Triton's two backends side by side, on the same batch-1 requests over gRPC: the Python backend
+# as serve.py starts it (what every other set-up is held against), then its other set-ups, then
+# the TensorRT backend's, the repository export_triton.py writes first.
+PYTHON_AS_STARTED = "triton.json"
+TENSORRT_AS_EXPORTED = "triton-tensorrt.json"
+BACKENDS_BATCH_ONE = (
+    PYTHON_AS_STARTED,
+    "triton-no-batcher.json",
+    "triton-4-instances.json",
+    "triton-4-instances-no-batcher.json",
+    "triton-4-instances-mps.json",
+    TENSORRT_AS_EXPORTED,
+    "triton-tensorrt-no-batcher.json",
+    "triton-tensorrt-no-graphs.json",
+    "triton-tensorrt-4-instances.json",
+    "triton-tensorrt-4-instances-no-batcher.json",
+)
+# The same mixed batches (1 to 300) on each backend.
+BACKENDS_MIXED = ("triton-mixed.json", "triton-tensorrt-mixed.json")
+TENSORRT_BACKEND = "--backend tensorrt"
+
+
+def backend_of(file: str) -> str:
+    """ "tensorrt" or "python": the backend a declared Triton run's server serves with."""
+    return "tensorrt" if TENSORRT_BACKEND in (RUN_OF[file].server or "") else "python"
+
+
+def server_of(file: str) -> str:
+    """The set-up of a declared Triton run: its server's command, and MPS where it ran under it."""
+    run = RUN_OF[file]
+    return f"`{run.server}`" + (MPS if run.mps else "")
+
 
 # ---------------------------------------------------------------------------------------------
 # Reading a results folder
@@ -192,7 +369,7 @@ def read_environment(folder: Path) -> Environment:
         )
     runs = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith("."):
+        if path.name.startswith(".") or path.name in COMPANIONS:
             continue
         runs[path.name] = read_run(path)
     if not runs:
@@ -243,11 +420,13 @@ def folder_name(record: dict) -> str:
 def read_run(path: Path):
     """A run file's content: parsed JSON with its environment, or text."""
     name = path.name
-    known = name in RUN_OF or STRESS_FILE.match(name) or TRITON_FILE.match(name)
+    patterns = (STRESS_FILE, TRITON_FILE, ROUTING_FILE, PLAN_FILE)
+    known = name in RUN_OF or any(pattern.match(name) for pattern in patterns)
     if not path.is_file() or not known:
         raise ResultsError(
             f"{path}: not a results file; a results folder holds {ENVIRONMENT_FILE}, "
-            "benchmark.json, stress*.json, triton*.json, " + ", ".join(TEXT_FILES)
+            "benchmark.json, routing*.json, plan-*.json, stress*.json, triton*.json, "
+            + ", ".join(TEXT_FILES)
         )
     text = path.read_text(encoding="utf-8")
     if name.endswith(".txt"):

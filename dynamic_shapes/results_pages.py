@@ -11,9 +11,10 @@ from dynamic_shapes.results import (
     GPU_FLOOR,
     ONE_CONTEXT,
     PAGES,
+    PLAN_FILE,
     PREPARED,
     RESULTS,
-    RUN_OF,
+    ROUTING_FILE,
     STRESS_FILE,
     TRITON_FILE,
     Environment,
@@ -21,7 +22,11 @@ from dynamic_shapes.results import (
     read_results,
     run_order,
 )
+from dynamic_shapes.results_backends import backends_section
 from dynamic_shapes.results_figures import change, count, short, times, us
+from dynamic_shapes.results_markdown import code_block, measured_with, table
+from dynamic_shapes.results_planning import planning_section
+from dynamic_shapes.results_routing import routing_section
 from dynamic_shapes.results_text import TEXT
 from dynamic_shapes.targets import TARGETS
 
@@ -32,21 +37,6 @@ VERSIONS = {
     "cupy": "CuPy",
     "tritonclient": "tritonclient",
 }
-
-
-def table(header: list, rows: list, right_from=1) -> list:
-    """A Markdown table; columns from `right_from` on are right-aligned (figures)."""
-    align = ["---" if i < right_from else "---:" for i in range(len(header))]
-    return [
-        "| " + " | ".join(header) + " |",
-        "| " + " | ".join(align) + " |",
-        *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows),
-        "",
-    ]
-
-
-def code_block(text: str) -> list:
-    return ["```text", *text.rstrip("\n").splitlines(), "```", ""]
 
 
 def provenance(environment: Environment, t: dict) -> list:
@@ -66,23 +56,6 @@ def provenance(environment: Environment, t: dict) -> list:
         for (when, versions), names in groups.items()
     ]
     return [t["gpu_line"].format(**identity), "", *lines, ""]
-
-
-def measured_with(files, t: dict) -> list:
-    """How the runs shown were made, from RUNS."""
-    lines = []
-    for name in files:
-        run = RUN_OF.get(name)
-        if run is None:
-            continue
-        parts = []
-        if run.server:
-            parts.append(f"{t['server']}: `{run.server}`")
-        parts.append(f"`{run.command}`")
-        if run.mps:
-            parts.append(t["under_mps"])
-        lines.append(f"- `{name}`: " + "; ".join(parts))
-    return [f"{t['measured_with']}:", "", *lines, ""] if lines else []
 
 
 def benchmark_section(benchmark: dict, t: dict) -> list:
@@ -334,8 +307,12 @@ def render_environment(environment: Environment, t: dict, language: str) -> list
     if "benchmark.json" in runs:
         out += benchmark_section(runs["benchmark.json"], t)
         out += measured_with(["benchmark.json"], t)
+    out += routing_section(environment.json_runs(ROUTING_FILE), t)
+    out += planning_section(environment.json_runs(PLAN_FILE), t)
     out += stress_section(environment.json_runs(STRESS_FILE), t)
-    out += triton_section(environment.json_runs(TRITON_FILE), t)
+    triton = environment.json_runs(TRITON_FILE)
+    out += triton_section(triton, t)
+    out += backends_section(triton, t)
     for name, title in (("example.txt", "example"), ("inspect.txt", "inspect")):
         if name in runs:
             out += [f"### {t[title]}", "", *code_block(runs[name]), *measured_with([name], t)]

@@ -120,6 +120,86 @@ TEXT = {
             "on: p99",
             "off: p99",
         ],
+        "routing": "The routing rules compared (benchmark.py --shapes)",
+        "routing_note": "Each shape served through the dispatcher under each rule (the lean "
+        "path, pageable arrays), median microseconds per request; the profile each rule sends "
+        "it to (p1+p1: a batch split in two); the last column is the second rule's latency "
+        "over the first's (above 1: the first is faster).",
+        "routing_profiles_header": ["profile", "min", "opt", "max"],
+        "shapes": "shapes",
+        "count": "count",
+        "median": "median",
+        "routing_overall": "Weighted by each shape's count, over {requests} requests: "
+        "{baseline} {baseline_us} us, {other} {other_us} us; {faster} is faster, by {ratio}. "
+        "{differ} shapes routed differently.",
+        "checked_routing": "Every shape's outputs under each rule checked against ONNX Runtime; "
+        "largest difference {difference}.",
+        "planning": "Profiles planned from a workload (plan_profiles.py)",
+        "planning_note": "Each candidate set of profiles built into an engine, the workload "
+        "replayed on it through the dispatcher: mean, p50 and p99 latency in microseconds, each "
+        "shape weighted by its count; throughput in requests/s; the contexts' memory in MiB and "
+        "the engine's build time in seconds; vs wide and vs given: that candidate's mean latency "
+        "over this one's (above 1: this one is faster).",
+        "plan_workload": "Workload: {workload}. Replayed by {threads} thread(s) after {warmup} "
+        "warm-up requests; every distinct shape's outputs checked against ONNX Runtime, "
+        "{checked}; largest difference {difference}.",
+        "plan_header": [
+            "rank",
+            "candidate",
+            "role",
+            "profiles",
+            "mean",
+            "p50",
+            "p99",
+            "requests/s",
+            "context MiB",
+            "build s",
+        ],
+        "roles": {"planned": "planned", "wide": "wide", "given": "given"},
+        "plan_best": "The best, {name}, as Polygraphy's options:",
+        "backends_title": "Triton's two backends side by side (loadgen.py against serve.py)",
+        "backends_note": "The same requests from the same clients, over gRPC, one machine. "
+        "Latency and the server's split (queue; compute: input, infer and output) in "
+        "microseconds per request.",
+        "backends": {"python": "Python", "tensorrt": "TensorRT"},
+        "backends_batch_one": "Batch-1 requests. vs serve.py: requests/s over the Python "
+        "backend's as `python3 serve.py` starts it, at the same number of clients; vs Python's "
+        "best: over the Python backend's set-up with the most requests/s at 64 clients "
+        "({best}).",
+        "backends_header": [
+            "clients",
+            "backend",
+            "file",
+            "server",
+            "requests/s",
+            "p50",
+            "p90",
+            "p99",
+            "requests per execution",
+            "queue",
+            "compute",
+            "vs serve.py",
+            "vs Python's best",
+        ],
+        "backends_fastest": "The most requests/s at {clients} clients: {file} ({server}), "
+        "{requests} requests/s at p99 {p99} us.",
+        "backends_mixed": "Mixed batch sizes (1 to 300): images/s counts the images of the "
+        "requests served; refused or failed counts loadgen.py's errors, which on the TensorRT "
+        "backend are the batches no listed profile takes, refused by the server. The last "
+        "column: images/s over the Python backend's.",
+        "mixed_header": [
+            "backend",
+            "file",
+            "server",
+            "clients",
+            "requests/s",
+            "images/s",
+            "refused or failed",
+            "p50",
+            "p99",
+            "requests per execution",
+            "images/s vs Python",
+        ],
         "example": "The example's output",
         "inspect": "polygraphy inspect model",
         "suite": "The test suite on this machine",
@@ -236,6 +316,80 @@ TEXT = {
             "开 / 关",
             "开：p99",
             "关：p99",
+        ],
+        "routing": "两种路由规则的比较（benchmark.py --shapes）",
+        "routing_note": "每种形状分别按两种规则经 dispatcher 服务（精简路径，可分页数组），"
+        "每个请求的中位数微秒数；以及每种规则选中的配置文件（p1+p1：批被拆成两份）；"
+        "最后一列为第二种规则的延迟与第一种之比（大于 1：第一种更快）。",
+        "routing_profiles_header": ["配置文件", "min", "opt", "max"],
+        "shapes": "形状",
+        "count": "次数",
+        "median": "中位数",
+        "routing_overall": "按每种形状的次数加权，共 {requests} 个请求："
+        "{baseline} {baseline_us} us，{other} {other_us} us；{faster} 更快，快 {ratio}。"
+        "{differ} 种形状两种规则路由不同。",
+        "checked_routing": "每种形状在两种规则下的输出都与 ONNX Runtime 对照；"
+        "最大差异 {difference}。",
+        "planning": "根据工作负载规划的配置文件（plan_profiles.py）",
+        "planning_note": "每组候选配置文件构建成一个引擎，工作负载经 dispatcher 在其上重放："
+        "平均、p50 与 p99 延迟（微秒），每种形状按其次数加权；吞吐量为每秒请求数；"
+        "上下文内存（MiB）与引擎构建时间（秒）；vs wide 与 vs given：该候选的平均延迟"
+        "与本行之比（大于 1：本行更快）。",
+        "plan_workload": "工作负载：{workload}。由 {threads} 个线程在 {warmup} 个预热请求之后重放；"
+        "每种不同形状的输出都与 ONNX Runtime 对照（{checked}）；最大差异 {difference}。",
+        "plan_header": [
+            "名次",
+            "候选",
+            "角色",
+            "配置文件数",
+            "平均",
+            "p50",
+            "p99",
+            "请求/秒",
+            "上下文 MiB",
+            "构建 s",
+        ],
+        "roles": {"planned": "规划", "wide": "宽", "given": "给定"},
+        "plan_best": "最佳的 {name}，以 Polygraphy 选项表示：",
+        "backends_title": "Triton 的两种后端并列比较（loadgen.py 对 serve.py）",
+        "backends_note": "同一台机器上，相同的客户端经 gRPC 发送相同的请求。"
+        "延迟与服务端的时间划分（排队；计算：输入、推理与输出）单位为每个请求的微秒数。",
+        "backends": {"python": "Python", "tensorrt": "TensorRT"},
+        "backends_batch_one": "批大小为 1 的请求。vs serve.py：每秒请求数与 `python3 serve.py` "
+        "默认启动的 Python 后端在相同客户端数下之比；vs Python 最佳：与 64 个客户端时每秒"
+        "请求数最多的 Python 后端配置（{best}）之比。",
+        "backends_header": [
+            "客户端",
+            "后端",
+            "文件",
+            "服务端",
+            "请求/秒",
+            "p50",
+            "p90",
+            "p99",
+            "每次执行的请求数",
+            "排队",
+            "计算",
+            "vs serve.py",
+            "vs Python 最佳",
+        ],
+        "backends_fastest": "{clients} 个客户端时每秒请求数最多的是 {file}（{server}）："
+        "每秒 {requests} 个请求，p99 {p99} us。",
+        "backends_mixed": "混合批大小（1 到 300）：图像/秒只计已服务请求的图像；"
+        "拒绝或失败为 loadgen.py 的错误数，在 TensorRT 后端上即服务端拒绝的、"
+        "没有任何列出的配置文件接受的批。最后一列：图像/秒与 Python 后端之比。",
+        "mixed_header": [
+            "后端",
+            "文件",
+            "服务端",
+            "客户端",
+            "请求/秒",
+            "图像/秒",
+            "拒绝或失败",
+            "p50",
+            "p99",
+            "每次执行的请求数",
+            "图像/秒 vs Python",
         ],
         "example": "示例的输出",
         "inspect": "polygraphy inspect model",

@@ -2,6 +2,7 @@
 in both languages of the results pages, and how to tell from a results folder's data whether
 it is met."""
 
+import inspect
 from dataclasses import dataclass
 
 from dynamic_shapes.measure.report import floor_of
@@ -9,11 +10,15 @@ from dynamic_shapes.results import (
     GRAPH,
     PAGEABLE_INFER,
     PREPARED,
+    PYTHON_AS_STARTED,
+    RUN_OF,
     STRESS_FILE,
+    TENSORRT_AS_EXPORTED,
     TRITON_FILE,
     Environment,
     by_batch,
 )
+from dynamic_shapes.results_backends import BUSIEST, best_of, level_at
 from dynamic_shapes.results_figures import change, count, short, times, us
 
 # The limits stress.py passes or fails a load by, applied to Triton's soak too.
@@ -129,9 +134,11 @@ def triton_p99(environment, t):
 
 def every_response_exact(environment, t):
     errors = [run["load"]["errors"] for run in stress_runs(environment).values()]
+    # Where the server refuses part of the load by design, loadgen.py's errors count refusals.
     errors += [
         level["errors"]
-        for run in environment.json_runs(TRITON_FILE).values()
+        for name, run in environment.json_runs(TRITON_FILE).items()
+        if not (name in RUN_OF and RUN_OF[name].refusals)
         for level in run["levels"]
     ]
     if not errors:
@@ -159,6 +166,89 @@ def no_memory_growth(environment, t):
     host_most = max(host for _, host in growth)
     text = t["growth"].format(gpu=change(gpu_most), host=change(host_most), loads=len(growth))
     return text, met
+
+
+def tensorrt_backend_vs_python(environment, t):
+    """The TensorRT backend as export_triton.py writes it against the Python backend as
+    serve.py starts it, at BUSIEST batch-1 clients: the ratio of requests/s, and its p99."""
+    triton = environment.json_runs(TRITON_FILE)
+    tensorrt = level_at(triton.get(TENSORRT_AS_EXPORTED), BUSIEST)
+    python = level_at(triton.get(PYTHON_AS_STARTED), BUSIEST)
+    if tensorrt is None or python is None or tensorrt["p99_us"] is None:
+        return None
+    ratio = tensorrt["requests_per_s"] / python["requests_per_s"]
+    text = (
+        f"{times(ratio)} ({count(tensorrt['requests_per_s'])} / "
+        f"{count(python['requests_per_s'])}), p99 {count(tensorrt['p99_us'])} us"
+    )
+    return text, ratio >= 2.5 and tensorrt["p99_us"] < 4000
+
+
+def best_set_up_p99(environment, t):
+    """The set-up with the most requests/s at BUSIEST batch-1 clients, and its p99."""
+    triton = environment.json_runs(TRITON_FILE)
+    best = best_of(triton)
+    if best is None:
+        return None
+    level = level_at(triton[best], BUSIEST)
+    if level["p99_us"] is None:  # nothing served
+        return None
+    text = f"`{best}`: {count(level['requests_per_s'])} requests/s, p99 {count(level['p99_us'])} us"
+    return text, level["p99_us"] < 3000
+
+
+def planned(run: dict) -> dict:
+    """The planner's own choice (of its sets and the wide profile): the one of least mean."""
+    return min((c for c in run["candidates"] if c["role"] != "given"), key=lambda c: c["mean_s"])
+
+
+def plan_against_hand_picked(environment, t):
+    run = environment.runs.get("plan-convnet.json")
+    given = [c for c in (run or {}).get("candidates", []) if c["role"] == "given"]
+    if not given:
+        return None
+    best = planned(run)
+    ratio = best["mean_s"] / given[0]["mean_s"]
+    text = (
+        f"{best['name']}: {times(ratio)} ({us(best['mean_s'] * 1e6)} / "
+        f"{us(given[0]['mean_s'] * 1e6)} us)"
+    )
+    return text, ratio <= 1.05
+
+
+def plan_against_wide(environment, t):
+    run = environment.runs.get("plan-transformer.json")
+    sets = [c for c in (run or {}).get("candidates", []) if c["role"] == "planned"]
+    wide = [c for c in (run or {}).get("candidates", []) if c["role"] == "wide"]
+    if not sets or not wide:
+        return None
+    best = min(sets, key=lambda c: c["mean_s"])
+    ratio = wide[0]["mean_s"] / best["mean_s"]
+    text = (
+        f"{best['name']}: {times(ratio)} ({us(wide[0]['mean_s'] * 1e6)} / "
+        f"{us(best['mean_s'] * 1e6)} us)"
+    )
+    return text, ratio >= 1.2
+
+
+def default_routing_rule() -> str:
+    from dynamic_shapes.serving.dispatcher import Dispatcher
+
+    return inspect.signature(Dispatcher).parameters["routing"].default
+
+
+def default_rule_faster(environment, t):
+    """The dispatcher's default rule against the other, weighted over the shapes of the run
+    on profiles where the rules part."""
+    run = environment.runs.get("routing-overlapping.json")
+    summary = (run or {}).get("routing", {}).get("summary")
+    if not summary:
+        return None
+    mean = summary["weighted_median_us"]
+    default = default_routing_rule()
+    (other,) = [rule for rule in mean if rule != default]
+    ratio = mean[other] / mean[default]
+    return f"{default}: {times(ratio)} ({us(mean[other])} / {us(mean[default])} us)", ratio >= 1.0
 
 
 @dataclass(frozen=True)
@@ -223,6 +313,40 @@ TARGETS = (
         "every response exact, under stress.py's load and Triton's",
         "在 stress.py 与 Triton 的负载下，每个响应都准确",
         every_response_exact,
+    ),
+    Target(
+        "Triton: the TensorRT backend as export_triton.py writes it, 64 batch-1 clients: at "
+        "least 2.5x the requests/s of the Python backend as serve.py starts it, at p99 under "
+        "4 ms",
+        "Triton：export_triton.py 写出的 TensorRT 后端，64 个批大小为 1 的客户端：每秒请求数"
+        "至少为 serve.py 默认启动的 Python 后端的 2.5 倍，p99 低于 4 ms",
+        tensorrt_backend_vs_python,
+    ),
+    Target(
+        "Triton: the set-up with the most requests/s at 64 batch-1 clients, at p99 under 3 ms",
+        "Triton：64 个批大小为 1 的客户端时每秒请求数最多的配置，p99 低于 3 ms",
+        best_set_up_p99,
+    ),
+    Target(
+        "routing: the dispatcher's default rule at least as fast as the other, weighted over "
+        "the shapes where they part (the other's mean latency over the default's)",
+        "路由：dispatcher 的默认规则至少与另一种一样快，按两者路由不同的形状加权"
+        "（另一种的平均延迟与默认规则之比）",
+        default_rule_faster,
+    ),
+    Target(
+        "planning, the convnet on the scenario's workload: the planner's choice within 5% of the "
+        "hand-picked profiles' mean latency, or better (its mean over theirs)",
+        "规划，卷积网络在场景工作负载上：规划器的选择的平均延迟不超过手选配置文件的 1.05 倍"
+        "（其平均延迟与手选之比）",
+        plan_against_hand_picked,
+    ),
+    Target(
+        "planning, the transformer on its workload: the best planned set of at most three "
+        "profiles at least 1.2x lower mean latency than one wide profile",
+        "规划，Transformer 在其工作负载上：至多三个配置文件的最佳规划组合，平均延迟比单个宽"
+        "配置文件低至少 1.2 倍",
+        plan_against_wide,
     ),
     Target(
         f"no memory growth under load: GPU memory within {DEVICE_LEAK_LIMIT_MIB:g} MiB, host "

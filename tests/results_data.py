@@ -1,8 +1,16 @@
-"""A results folder for the renderer's tests, in the formats benchmark.py, stress.py and
-loadgen.py write. Every figure in it is INVENTED for the tests (plausible, never measured):
-none of it may appear in the documentation."""
+"""A results folder for the renderer's tests, in the formats benchmark.py, plan_profiles.py,
+stress.py and loadgen.py write. Every figure in it is INVENTED for the tests (plausible, never
+measured): none of it may appear in the documentation."""
 
 import json
+
+import scenario
+from dynamic_shapes.measure.by_shape import summarize
+from dynamic_shapes.planner import generators
+from dynamic_shapes.planner.candidates import given_candidate, plan_candidates
+from dynamic_shapes.planner.replay import Plan, Settings, plan_record
+from dynamic_shapes.planner.scoring import Measurement
+from dynamic_shapes.planner.workloads import make_histogram
 
 ENVIRONMENT = {
     "gpu": "NVIDIA H100 80GB HBM3",
@@ -223,6 +231,13 @@ def level(concurrency, requests_per_s, p50, p99, per_execution, rss=None, errors
     return result
 
 
+def mixed(concurrency, requests_per_s, images_per_request, errors) -> dict:
+    """A level of mixed batch sizes: images per request served, and the requests refused."""
+    result = level(concurrency, requests_per_s, 9000.0, 30000.0, 3.5, errors=errors)
+    result["images_per_s"] = requests_per_s * images_per_request
+    return result
+
+
 def triton(levels, protocol="grpc") -> dict:
     return {
         "model": "dynamic_identity",
@@ -230,6 +245,80 @@ def triton(levels, protocol="grpc") -> dict:
         "levels": levels,
         "environment": ENVIRONMENT,
     }
+
+
+def routing(ratios=(1.0, 1.08, 0.97), overlapping=False) -> dict:
+    """benchmark.py --shapes's JSON: each shape's nearest-opt latency is `ratio` times its
+    narrowest one; the rules route the shapes whose ratio is not 1 differently."""
+    by_shape = []
+    for index, ratio in enumerate(ratios):
+        batch, sequence = 2**index, 16 * 4**index
+        narrowest = 40.0 + batch * sequence * 0.05
+        routes = {"narrowest": [[1, batch]], "nearest-opt": [[1 if ratio == 1.0 else 0, batch]]}
+        by_shape.append({
+            "shapes": f"input_ids:[{batch},{sequence}] attention_mask:[{batch},{sequence}]",
+            "count": index + 1,
+            "routes": routes,
+            "latency": {"narrowest": stats(narrowest), "nearest-opt": stats(narrowest * ratio)},
+        })  # fmt: skip
+    return {
+        "environment": ENVIRONMENT,
+        "settings": {"rounds": 10, "reps": 200, "warmup": 50},
+        "model": {
+            "name": "transformer",
+            "path": "/project/dynamic_transformer.onnx",
+            "engine": "Built dynamic_transformer.shapes.engine",
+        },
+        "complete": True,
+        "routing": {
+            "profiles": [
+                {
+                    "min": "input_ids:[1,1] attention_mask:[1,1]",
+                    "opt": "input_ids:[1,16] attention_mask:[1,16]",
+                    "max": "input_ids:[16,512] attention_mask:[16,512]"
+                    if overlapping
+                    else "input_ids:[1,64] attention_mask:[1,64]",
+                },
+                {
+                    "min": "input_ids:[1,1] attention_mask:[1,1]",
+                    "opt": "input_ids:[8,256] attention_mask:[8,256]",
+                    "max": "input_ids:[8,256] attention_mask:[8,256]",
+                },
+            ],
+            "by_shape": by_shape,
+            "summary": summarize(by_shape),
+            "notes": ["input_ids:[64,600] attention_mask:[64,600] left out: invented note"],
+            "largest_difference_from_onnx_runtime": 2.4e-6,
+        },
+    }
+
+
+def plan(model="convnet", speeds=None) -> dict:
+    """plan_profiles.py's JSON, assembled by the planner's own plan_record: each candidate's
+    latency is its speed (by name; 1.0 where not given) times a figure per shape."""
+    speeds = speeds or {}
+    if model == "convnet":
+        order = generators.scenario_requests(300, scenario.INPUT_NAME, scenario.IMAGE_SHAPE)
+    else:
+        names = (scenario.TOKEN_IDS_NAME, scenario.ATTENTION_MASK_NAME)
+        order = generators.transformer_requests(200, names, scenario.MAX_SEQUENCE)
+    histogram = make_histogram(order)
+    candidates = plan_candidates(histogram, 3)
+    if model == "convnet":
+        candidates.append(given_candidate("given", list(scenario.PROFILES.values())))
+    measurements, details = [], []
+    for index, candidate in enumerate(candidates):
+        speed = speeds.get(candidate.name, 1.0)
+        latencies = {
+            key: speed * 1e-5 * (1 + sum(d for _, shape in key for d in shape) / 100)
+            for key in histogram
+        }
+        measurements.append(Measurement(candidate, latencies, 1024 * 1024 * (index + 1), 12.5))
+        details.append({"engine": f"e{index}.engine", "replayed_requests": len(order)})
+    result = Plan(histogram, measurements, details, exact=False, largest_difference=1e-6)
+    settings = Settings(engine_dir="/project", threads=1, warmup=100)
+    extra = {"model": f"dynamic_{model}.onnx", "max_profiles": 3}
+    return json.loads(json.dumps(plan_record(result, settings, ENVIRONMENT, extra)))
 
 
 EXAMPLE = """Built dynamic_identity.engine in 12.0 s because there is no dynamic_identity.engine yet; it has 3 profiles
@@ -263,6 +352,20 @@ def full_folder() -> dict:
             [level(1, 1000.0, 872.0, 3000.0, 1.0), level(64, 1500.0, 34600.0, 60600.0, 1.0)]
         ),
         "triton-soak.json": triton([level(64, 6900.0, 8800.0, 14700.0, 36.4, (900.0, 800.0))]),
+        "triton-mixed.json": triton([mixed(16, 900.0, 60.0, 0)]),
+        "triton-tensorrt.json": triton(
+            [level(1, 1800.0, 540.0, 700.0, 1.0), level(64, 25200.0, 2300.0, 3800.0, 9.5)]
+        ),
+        "triton-tensorrt-no-batcher.json": triton(
+            [level(1, 1790.0, 545.0, 720.0, 1.0), level(64, 14000.0, 4400.0, 7000.0, 1.0)]
+        ),
+        "triton-tensorrt-4-instances.json": triton([level(64, 29000.0, 2100.0, 3100.0, 7.0)]),
+        "triton-tensorrt-mixed.json": triton([mixed(16, 1500.0, 12.0, 7400)]),
+        "routing.json": routing(),
+        "routing-overlapping.json": routing((1.0, 1.3, 1.2, 1.0), overlapping=True),
+        "plan-convnet.json": plan("convnet", {"wide": 3.0, "2 profiles": 1.2, "given": 1.0}),
+        "plan-transformer.json": plan("transformer", {"wide": 1.5}),
+        "plan-convnet-profiles.json": '[{"X": {"min": [1, 3, 28, 28]}}]',
         "example.txt": EXAMPLE,
         "suite.txt": SUITE,
     }

@@ -224,3 +224,101 @@ def test_every_declared_run_is_a_file_the_renderer_reads():
     for run in results.RUNS:
         assert run.file in results.RUN_OF
         assert f"$folder/{run.file}" in run.command or run.file == "environment.json"
+
+
+def test_the_routing_rules_are_compared_per_shape_and_the_faster_one_is_computed(tmp_path):
+    english, chinese = render(tmp_path, {"routing.json": data.routing((1.0, 0.8, 0.9))})
+    section = english.split("### The routing rules compared")[1].split("###")[0]
+    cells = row(section, "`input_ids:[2,64] attention_mask:[2,64]`")
+    assert cells[1:] == ["2", "p1", "46.4", "p0", f"{46.4 * 0.8:.1f}", "0.80x"]
+    assert "nearest-opt is faster, by" in section
+    assert "2 shapes routed differently" in section
+    assert "nearest-opt 更快" in chinese
+
+
+@pytest.mark.parametrize(("ratio", "met"), [(1.3, "yes"), (0.9, "no")])
+def test_the_default_routing_rule_is_held_to_being_the_faster(tmp_path, ratio, met):
+    english, _ = render(tmp_path, {"routing-overlapping.json": data.routing((1.0, ratio))})
+    cells = row(english, "routing: the dispatcher's default rule at least as fast as the other, "
+                         "weighted over the shapes where they part (the other's mean latency "
+                         "over the default's)")  # fmt: skip
+    assert cells[1].startswith("narrowest: ") and cells[2] == met
+
+
+def test_each_planned_candidate_is_held_against_the_wide_and_the_given_profiles(tmp_path):
+    run = data.plan("convnet", {"wide": 3.0, "2 profiles": 1.2, "3 profiles": 0.9})
+    english, _ = render(tmp_path, {"plan-convnet.json": run})
+    section = english.split("### Profiles planned from a workload")[1].split("###")[0]
+    header = row(section, "rank")
+    assert header[-2:] == ["vs wide", "vs given"]
+    cells = dict(zip(header, row(section, "1"), strict=True))
+    assert cells["candidate"] == "3 profiles" and cells["role"] == "planned"
+    assert cells["vs wide"] == f"{3.0 / 0.9:.2f}x" and cells["vs given"] == f"{1 / 0.9:.2f}x"
+    (best,) = [c for c in run["candidates"] if c["name"] == "3 profiles"]
+    assert f"```text\n{best['polygraphy_options']}\n```" in section
+    assert row(english, "planning, the convnet on the scenario's workload: the planner's choice "
+                        "within 5% of the hand-picked profiles' mean latency, or better (its "
+                        "mean over theirs)")[2] == "yes"  # fmt: skip
+
+
+@pytest.mark.parametrize(("wide", "met"), [(1.25, "yes"), (1.1, "no")])
+def test_the_transformers_plan_is_held_to_1_2x_over_the_wide_profile(tmp_path, wide, met):
+    run = data.plan("transformer", {"wide": wide})
+    english, _ = render(tmp_path, {"plan-transformer.json": run})
+    cells = row(english, "planning, the transformer on its workload: the best planned set of at "
+                         "most three profiles at least 1.2x lower mean latency than one wide "
+                         "profile")  # fmt: skip
+    # Every planned set runs at speed 1.0 here: the first of them ranks best.
+    (best,) = [c for c in run["candidates"] if c["rank"] == 1]
+    assert cells[1].startswith(f"{best['name']}: {wide:.2f}x (")
+    assert cells[2] == met
+
+
+def test_the_planners_profile_files_lie_beside_its_runs_but_a_stray_file_is_refused(tmp_path):
+    runs = {"plan-convnet.json": data.plan(), "plan-convnet-profiles.json": "[]"}
+    render(tmp_path, runs)  # the profile file the run wrote is passed over
+    data.write_folder(tmp_path / "results" / FOLDER, {"plan-notes.txt": "hand-written"})
+    with pytest.raises(ResultsError, match=r"plan-notes\.txt: not a results file"):
+        render_pages(tmp_path)
+
+
+def test_the_backends_are_side_by_side_at_each_level_with_their_ratios(tmp_path):
+    runs = data.full_folder()
+    english, _ = render(tmp_path, runs)
+    section = english.split("### Triton's two backends side by side")[1].split("###")[0]
+    header = row(section, "clients")
+    rows = [dict(zip(header, cells, strict=True)) for cells in table_rows(section)
+            if cells[0] == "64" and len(cells) == len(header)]  # fmt: skip
+    tensorrt = next(r for r in rows if r["file"] == "`triton-tensorrt.json`")
+    assert tensorrt["backend"] == "TensorRT"
+    assert tensorrt["server"] == "`python3 serve.py --backend tensorrt`"
+    assert tensorrt["vs serve.py"] == "3.00x" and tensorrt["requests per execution"] == "9.50"
+    level = runs["triton-tensorrt.json"]["levels"][1]
+    compute = level["compute_input_us"] + level["compute_infer_us"] + level["compute_output_us"]
+    assert tensorrt["compute"] == f"{compute:,.0f}"
+    assert "The most requests/s at 64 clients: `triton-tensorrt-4-instances.json`" in section
+    mixed = dict(zip(row(section, "backend"), row(section, "TensorRT"), strict=True))
+    assert mixed["images/s"] == "18,000" and mixed["refused or failed"] == "7,400"
+    assert mixed["images/s vs Python"] == f"{18_000 / 54_000:.2f}x"
+
+
+def test_refusals_count_as_errors_only_where_the_server_refuses_by_design(tmp_path):
+    runs = data.full_folder()
+    by_design = row(render(tmp_path, runs)[0], "every response exact, under stress.py's load "
+                                               "and Triton's")  # fmt: skip
+    assert by_design[2] == "yes"
+    runs["triton-tensorrt.json"]["levels"][0]["errors"] = 3
+    cells = row(render(tmp_path, runs)[0], "every response exact, under stress.py's load and "
+                                           "Triton's")  # fmt: skip
+    assert cells[1:] == [by_design[1].replace(" 0 errors", " 3 errors"), "no"]
+
+
+@pytest.mark.parametrize(("p99", "met"), [(3900.0, "yes"), (4100.0, "no")])
+def test_the_tensorrt_backend_is_held_to_2_5x_the_python_backend_under_4_ms(tmp_path, p99, met):
+    runs = data.full_folder()
+    runs["triton-tensorrt.json"]["levels"][1] = data.level(64, 21000.0, 2000.0, p99, 9.0)
+    english, _ = render(tmp_path, runs)
+    cells = row(english, "Triton: the TensorRT backend as export_triton.py writes it, 64 batch-1 "
+                         "clients: at least 2.5x the requests/s of the Python backend as serve.py "
+                         "starts it, at p99 under 4 ms")  # fmt: skip
+    assert cells[1:] == [f"2.50x (21,000 / 8,400), p99 {p99:,.0f} us", met]
