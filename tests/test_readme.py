@@ -52,7 +52,7 @@ ARTIFACTS = {
     "triton_tensorrt/",
 }
 # Commands of the operating system and the driver that the docs use around the project's own.
-SYSTEM_COMMANDS = {"nvidia-cuda-mps-control", "echo", "git", "rm", "kill"}
+SYSTEM_COMMANDS = {"nvidia-cuda-mps-control", "echo", "git", "rm", "mv", "kill"}
 FIRST_SCREEN_LINES = 30
 MAX_README_LINES = 250
 
@@ -81,14 +81,14 @@ def blocks(text: str, language: str) -> list:
 
 
 def commands(text: str) -> list:
-    """Every command of every bash block: comments dropped, `&&` chains and `$(...)` opened,
-    output redirections left out."""
+    """Every command of every bash block: comments dropped, `&&` and `;` chains and `$(...)`
+    opened, output redirections left out."""
     found = []
     for block in blocks(text, "bash"):
         for line in block:
             line = re.sub(r"\s+#.*$", "", line).strip()
             line = re.sub(r"^\w+=\$\((.*)\)$", r"\1", line)  # folder=$(python3 ...)
-            for command in re.split(r"&&|\|", line):
+            for command in re.split(r"&&|\||;", line):
                 command = re.sub(r">\s*\S+", "", command).strip()
                 if command:
                     found.append(command)
