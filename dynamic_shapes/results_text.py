@@ -19,6 +19,7 @@ TEXT = {
         "gpu_line": "{gpu}, driver {driver}, TensorRT {tensorrt}, Python {python}.",
         "run_line": "commit {commit}, {date}",
         "measured_with": "Measured with",
+        "level_seconds": "each level measured for {seconds} s instead (measure.py --seconds)",
         "server": "server",
         "under_mps": "under MPS (`nvidia-cuda-mps-control -d` before, "
         "`echo quit | nvidia-cuda-mps-control` after)",
@@ -220,6 +221,7 @@ TEXT = {
         "gpu_line": "{gpu}，驱动 {driver}，TensorRT {tensorrt}，Python {python}。",
         "run_line": "提交 {commit}，{date}",
         "measured_with": "测量命令",
+        "level_seconds": "但每一级实际测量 {seconds} 秒（measure.py --seconds）",
         "server": "服务端",
         "under_mps": "在 MPS 下运行（之前 `nvidia-cuda-mps-control -d`，"
         "之后 `echo quit | nvidia-cuda-mps-control`）",

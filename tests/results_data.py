@@ -207,10 +207,10 @@ def stress(processes=1, threads=8, memory="pageable", mps=False, images_per_s=22
     }
 
 
-def level(concurrency, requests_per_s, p50, p99, per_execution, rss=None, errors=0):
+def level(concurrency, requests_per_s, p50, p99, per_execution, rss=None, errors=0, seconds=5):
     result = {
         "concurrency": concurrency,
-        "requests": int(requests_per_s * 5),
+        "requests": int(requests_per_s * seconds),
         "requests_per_s": requests_per_s,
         "images_per_s": requests_per_s,
         "p50_us": p50,
@@ -351,7 +351,9 @@ def full_folder() -> dict:
         "triton-no-batcher.json": triton(
             [level(1, 1000.0, 872.0, 3000.0, 1.0), level(64, 1500.0, 34600.0, 60600.0, 1.0)]
         ),
-        "triton-soak.json": triton([level(64, 6900.0, 8800.0, 14700.0, 36.4, (900.0, 800.0))]),
+        "triton-soak.json": triton(
+            [level(64, 6900.0, 8800.0, 14700.0, 36.4, (900.0, 800.0), seconds=60)]
+        ),
         "triton-mixed.json": triton([mixed(16, 900.0, 60.0, 0)]),
         "triton-tensorrt.json": triton(
             [level(1, 1800.0, 540.0, 700.0, 1.0), level(64, 25200.0, 2300.0, 3800.0, 9.5)]

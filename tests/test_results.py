@@ -322,3 +322,15 @@ def test_the_tensorrt_backend_is_held_to_2_5x_the_python_backend_under_4_ms(tmp_
                          "clients: at least 2.5x the requests/s of the Python backend as serve.py "
                          "starts it, at p99 under 4 ms")  # fmt: skip
     assert cells[1:] == [f"2.50x (21,000 / 8,400), p99 {p99:,.0f} us", met]
+
+
+def test_a_load_measured_for_other_seconds_than_its_command_says_so(tmp_path):
+    runs = data.full_folder()
+    english, chinese = render(tmp_path, runs)
+    assert "instead (measure.py --seconds)" not in english  # 5 s a level, as declared
+    for level in runs["triton.json"]["levels"]:
+        level["requests"] = int(level["requests_per_s"] * 3)
+    english, chinese = render(tmp_path, runs)
+    (line,) = [line for line in english.splitlines() if line.startswith("- `triton.json`")]
+    assert line.endswith("; each level measured for 3 s instead (measure.py --seconds)")
+    assert "但每一级实际测量 3 秒" in chinese
