@@ -139,7 +139,7 @@ RUNS = (
         "python3 plan_profiles.py --model convnet --generate scenario --requests 3000 "
         f"--max-profiles 3 {HAND_PICKED} --json $folder/plan-convnet.json "
         "--write-profiles $folder/plan-convnet-profiles.json",
-        estimate_s=420,
+        estimate_s=300,
         also_writes=("plan-convnet-profiles.json",),
     ),
     Run(
@@ -148,7 +148,7 @@ RUNS = (
         "--max-profiles 3 --values input_ids:0..999 --values attention_mask:1..1 "
         "--json $folder/plan-transformer.json "
         "--write-profiles $folder/plan-transformer-profiles.json",
-        estimate_s=540,
+        estimate_s=420,
         also_writes=("plan-transformer-profiles.json",),
     ),
     Run(
