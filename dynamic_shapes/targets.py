@@ -328,10 +328,11 @@ TARGETS = (
         best_set_up_p99,
     ),
     Target(
-        "routing: the dispatcher's default rule at least as fast as the other, weighted over "
-        "the shapes where they part (the other's mean latency over the default's)",
-        "路由：dispatcher 的默认规则至少与另一种一样快，按两者路由不同的形状加权"
-        "（另一种的平均延迟与默认规则之比）",
+        "routing: the dispatcher's default rule at least as fast as the other on profiles where "
+        "they part (routing-overlapping.json, weighted by count; the other's mean latency over "
+        "the default's)",
+        "路由：在两种规则路由不同的配置文件上（routing-overlapping.json，按次数加权），dispatcher "
+        "的默认规则至少与另一种一样快（另一种的平均延迟与默认规则之比）",
         default_rule_faster,
     ),
     Target(

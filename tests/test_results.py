@@ -239,9 +239,9 @@ def test_the_routing_rules_are_compared_per_shape_and_the_faster_one_is_computed
 @pytest.mark.parametrize(("ratio", "met"), [(1.3, "yes"), (0.9, "no")])
 def test_the_default_routing_rule_is_held_to_being_the_faster(tmp_path, ratio, met):
     english, _ = render(tmp_path, {"routing-overlapping.json": data.routing((1.0, ratio))})
-    cells = row(english, "routing: the dispatcher's default rule at least as fast as the other, "
-                         "weighted over the shapes where they part (the other's mean latency "
-                         "over the default's)")  # fmt: skip
+    cells = row(english, "routing: the dispatcher's default rule at least as fast as the other "
+                         "on profiles where they part (routing-overlapping.json, weighted by "
+                         "count; the other's mean latency over the default's)")  # fmt: skip
     assert cells[1].startswith("narrowest: ") and cells[2] == met
 
 
