@@ -83,7 +83,10 @@ def parse_args(argv=None):
     except ValueError as error:
         parser.error(str(error))
     if not args.runs:
-        parser.error("no run left to run: --skip leaves out every one --only names")
+        parser.error(
+            "no run left to run: --skip leaves out every one --only names (the environment is "
+            "recorded before the runs, as none of them)"
+        )
     served = [run.file for run in args.runs if run.server]
     builds = BUILDS_ENGINE in {run.file for run in args.runs}
     if served and not builds and not ENGINE_PATH.exists() and not args.list:

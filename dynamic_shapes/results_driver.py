@@ -61,6 +61,7 @@ class Settings:
     mps_stop: tuple = MPS_STOP
     render: tuple = RENDER
     ready_timeout_s: float = READY_TIMEOUT_S
+    stop_timeout_s: float = STOP_TIMEOUT_S  # then what is left of a server or a run is killed
     say: object = field(default=print)  # where the progress goes, a line at a time
 
 
@@ -151,13 +152,16 @@ def start(command, settings: Settings, **options) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def stop_group(process: subprocess.Popen, first: int, timeout_s: float) -> None:
-    """Where the process still runs: sends `first` to its session, and after `timeout_s` kills
-    what is left of the session (a server its parent did not stop in time)."""
+def stop_group(process: subprocess.Popen, first: int, timeout_s: float, group=True) -> None:
+    """Where the process still runs: sends `first` to its session (or to it alone), and after
+    `timeout_s` kills what is left of the session (a server its parent did not stop in time)."""
     if process.poll() is not None:
         return
     with suppress(ProcessLookupError):  # it ended meanwhile
-        os.killpg(process.pid, first)
+        if group:
+            os.killpg(process.pid, first)
+        else:
+            process.send_signal(first)
     with suppress(subprocess.TimeoutExpired):
         process.wait(timeout_s)
     with suppress(ProcessLookupError):
@@ -172,7 +176,7 @@ def run_command(command: str, settings: Settings) -> int:
     try:
         return process.wait()
     finally:
-        stop_group(process, signal.SIGINT, STOP_TIMEOUT_S)
+        stop_group(process, signal.SIGINT, settings.stop_timeout_s)
 
 
 class Server:
@@ -219,8 +223,9 @@ class Server:
                 return int(match.group("pid"))
 
     def stop(self):
-        # serve.py stops tritonserver on SIGTERM as on Ctrl-C; what is left is killed.
-        stop_group(self.process, signal.SIGTERM, STOP_TIMEOUT_S)
+        # serve.py stops tritonserver, and it its Python backend's processes, on SIGTERM as on
+        # Ctrl-C, each in turn; what is left after that is killed.
+        stop_group(self.process, signal.SIGTERM, self.settings.stop_timeout_s, group=False)
 
 
 @contextmanager

@@ -39,6 +39,14 @@ SERVER = textwrap.dedent(
     if sys.argv[1] == "fail":
         print("serve.py: no TensorRT backend in backends/", flush=True)
         sys.exit(1)
+    if sys.argv[1] == "stubborn":  # a server that will not stop, with a child of its own
+        import subprocess
+        child = subprocess.Popen(["sleep", "60"])
+        open("child", "w").write(str(child.pid))
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print(f"Serving dynamic_identity ... (tritonserver pid {child.pid})", flush=True)
+        while True:
+            time.sleep(0.05)
     def stopped(number, frame):
         open("stopped", "a").write(f"{signal.Signals(number).name}\\n")
         sys.exit(0)
@@ -69,7 +77,8 @@ def settings_for(project, lines=None) -> Settings:
         mps_start=(sys.executable, "daemon.py", "start"),
         mps_stop=(sys.executable, "daemon.py", "stop"),
         render=("bash", "-c", "echo rendered >> rendered.log"),
-        ready_timeout_s=20.0, say=(lines.append if lines is not None else lambda line: None),
+        ready_timeout_s=20.0, stop_timeout_s=1.0,
+        say=(lines.append if lines is not None else lambda line: None),
     )  # fmt: skip
 
 
@@ -159,7 +168,7 @@ def test_the_server_serves_the_load_and_is_stopped_after_it(project):
     assert [(o.file, o.ok) for o in outcomes] == [("triton-a.json", True)]
     pid = int((project / FOLDER / "triton-a.json").read_text())  # the pid the server printed
     assert (project / "stopped").read_text() == "SIGTERM\n"
-    assert not Path(f"/proc/{pid}").exists()
+    assert not running(pid)
     assert "    server: Wrote repository/dynamic_identity" in lines
     assert (project / "rendered.log").read_text() == "rendered\n"  # once, at the end
 
@@ -235,3 +244,24 @@ def test_the_environment_is_recorded_into_the_folder_given(tmp_path):
     folder = tmp_path / "results" / "h100-trt8.6.0"
     assert measure.record_environment(folder) == folder
     assert (folder / "environment.json").is_file()
+
+
+def running(pid: int) -> bool:
+    """Whether a process runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_a_server_that_will_not_stop_is_killed_with_what_it_started(project):
+    run = Run("triton-a.json", f"{WRITE} $folder/triton-a.json x",
+              server="python3 server.py stubborn")  # fmt: skip
+    (outcome,) = drive([run], settings_for(project), DEFAULTS)
+    assert outcome.ok
+    child = int((project / "child").read_text())
+    deadline = time.monotonic() + 5
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(child)
