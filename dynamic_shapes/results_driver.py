@@ -187,7 +187,7 @@ class Server:
         self.lines = queue.Queue()
         self.process = start(
             ["bash", "-c", f"exec {command}"], settings, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1,
+            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
         )  # fmt: skip
         self.last = ""
         threading.Thread(target=self._read, daemon=True).start()
@@ -240,9 +240,12 @@ def serving(command: str, settings: Settings):
 @contextmanager
 def mps(settings: Settings):
     """NVIDIA's MPS daemon, started for the block and stopped after it, whatever happens."""
-    started = subprocess.run(
-        settings.mps_start, cwd=settings.project, capture_output=True, text=True
-    )
+    try:
+        started = subprocess.run(
+            settings.mps_start, cwd=settings.project, capture_output=True, text=True
+        )
+    except OSError as error:  # no such command: MPS comes with NVIDIA's driver
+        raise RuntimeError(f"cannot start MPS ({' '.join(settings.mps_start)}): {error}") from None
     if started.returncode != 0:
         raise RuntimeError(
             f"{' '.join(settings.mps_start)} exited {started.returncode}: "
@@ -273,7 +276,7 @@ def run_one(run, settings: Settings) -> Outcome:
                 stack.enter_context(mps(settings))
             pid = stack.enter_context(serving(run.server, settings)) if run.server else None
             status = run_command(load_command(run.command, settings.seconds, pid), settings)
-    except RuntimeError as error:
+    except (RuntimeError, OSError) as error:  # the run fails; the drive goes on
         return Outcome(run.file, False, time.monotonic() - began, str(error))
     elapsed = time.monotonic() - began
     fresh = path.exists() and path.stat().st_mtime_ns != before

@@ -265,3 +265,14 @@ def test_a_server_that_will_not_stop_is_killed_with_what_it_started(project):
     while running(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not running(child)
+
+
+def test_without_mps_an_mps_run_fails_saying_so_and_the_next_goes_on(project):
+    settings = settings_for(project)
+    settings = Settings(**{**settings.__dict__, "mps_start": ("no-mps-control-here", "-d")})
+    runs = [Run("stress-mps.json", f"{WRITE} $folder/stress-mps.json x", mps=True),
+            Run("stress.json", f"{WRITE} $folder/stress.json x")]  # fmt: skip
+    outcomes = drive(runs, settings, DEFAULTS)
+    assert [o.ok for o in outcomes] == [False, True]
+    assert outcomes[0].why.startswith("cannot start MPS (no-mps-control-here -d): ")
+    assert not (project / FOLDER / "stress-mps.json").exists()
