@@ -286,6 +286,13 @@ def run_one(run, settings: Settings) -> Outcome:
         return Outcome(run.file, True, elapsed)
     if run.refusals and status == 1 and written_whole(path):
         return Outcome(run.file, True, elapsed, "exited 1: the server's refusals, by design")
+    if path.suffix == ".txt":
+        # A command's output cut short is no result: set aside, where the pages do not read it
+        # (a JSON run marks itself incomplete, and keeps what it measured).
+        aside = path.with_name(f".{path.name}.failed")
+        path.replace(aside)
+        where = Path(settings.folder) / aside.name
+        return Outcome(run.file, False, elapsed, f"exited {status}; its output is in {where}")
     return Outcome(run.file, False, elapsed, f"exited {status}")
 
 

@@ -276,3 +276,15 @@ def test_without_mps_an_mps_run_fails_saying_so_and_the_next_goes_on(project):
     assert [o.ok for o in outcomes] == [False, True]
     assert outcomes[0].why.startswith("cannot start MPS (no-mps-control-here -d): ")
     assert not (project / FOLDER / "stress-mps.json").exists()
+
+
+def test_a_failed_commands_text_output_is_set_aside_where_the_pages_do_not_read_it(project):
+    runs = [Run("example.txt", "echo 'Built half' > $folder/example.txt && exit 1"),
+            Run("benchmark.json", f"{WRITE} $folder/benchmark.json x && exit 1")]  # fmt: skip
+    outcomes = drive(runs, settings_for(project), DEFAULTS)
+    aside = project / FOLDER / ".example.txt.failed"
+    assert [o.why for o in outcomes] == [f"exited 1; its output is in {FOLDER / aside.name}",
+                                         "exited 1"]  # fmt: skip
+    assert aside.read_text() == "Built half\n"
+    assert not (project / FOLDER / "example.txt").exists()
+    assert (project / FOLDER / "benchmark.json").exists()  # kept, as benchmark.py keeps it
