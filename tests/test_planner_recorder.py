@@ -113,9 +113,11 @@ RECORD_FOREVER = (
     "from dynamic_shapes.planner.recorder import WorkloadRecorder\n"
     "recorder = WorkloadRecorder(sys.argv[1], 1 << 30)\n"
     "batch = int(sys.argv[2])\n"
+    "shapes = {'input_ids': (batch, 128), 'attention_mask': (batch, 128)}\n"
+    "recorder.record(shapes)  # a line of its own in the file before the other fills it\n"
     "print('ready', flush=True)\n"
     "while True:\n"
-    "    recorder.record({'input_ids': (batch, 128), 'attention_mask': (batch, 128)})\n"
+    "    recorder.record(shapes)\n"
 )
 
 
