@@ -106,8 +106,9 @@ def record_environment(folder) -> Path:
     """Records this machine's environment into `folder` (or its own), and returns the folder."""
     command = [sys.executable, *RECORD_ENVIRONMENT.split()[1:], *([str(folder)] if folder else [])]
     result = subprocess.run(command, cwd=HERE, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr.strip().splitlines()[-1])
+    if result.returncode != 0 or not result.stdout.strip():
+        said = (result.stderr.strip() or result.stdout.strip() or "nothing").splitlines()[-1]
+        raise RuntimeError(f"recording the environment failed (exit {result.returncode}): {said}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 

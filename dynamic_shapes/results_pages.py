@@ -22,7 +22,7 @@ from dynamic_shapes.results import (
     read_results,
     run_order,
 )
-from dynamic_shapes.results_backends import backends_section
+from dynamic_shapes.results_backends import backends_section, ratio
 from dynamic_shapes.results_figures import change, count, short, times, us
 from dynamic_shapes.results_markdown import code_block, measured_with, table
 from dynamic_shapes.results_planning import planning_section
@@ -270,7 +270,7 @@ def triton_section(runs: dict, t: dict) -> list:
                     rows.append([
                         f"`{on_name}` / `{off_name}`", on["concurrency"],
                         count(on["requests_per_s"]), count(off["requests_per_s"]),
-                        times(on["requests_per_s"] / off["requests_per_s"]),
+                        ratio(on, off),
                         count(on["p99_us"]), count(off["p99_us"]),
                     ])  # fmt: skip
     if rows:

@@ -122,6 +122,8 @@ def triton_batcher(environment, t):
     off = triton_level(environment, "triton-no-batcher.json", 64)
     if on is None or off is None:
         return None
+    if not off["requests_per_s"]:  # no ratio to judge: a run that served nothing fails it
+        return "the run without the batcher served no request", False
     ratio = on["requests_per_s"] / off["requests_per_s"]
     text = f"{times(ratio)} ({count(on['requests_per_s'])} / {count(off['requests_per_s'])})"
     return text, ratio >= 5.0

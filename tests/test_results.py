@@ -334,3 +334,14 @@ def test_a_load_measured_for_other_seconds_than_its_command_says_so(tmp_path):
     (line,) = [line for line in english.splitlines() if line.startswith("- `triton.json`")]
     assert line.endswith("; each level measured for 3 s instead (measure.py --seconds)")
     assert "但每一级实际测量 3 秒" in chinese
+
+
+def test_a_batcher_off_run_that_served_nothing_renders_without_a_ratio(tmp_path):
+    runs = data.full_folder()
+    for level in runs["triton-no-batcher.json"]["levels"]:
+        level["requests_per_s"] = 0.0
+    english, _ = render(tmp_path, runs)
+    pair = "| `triton.json` / `triton-no-batcher.json` |"
+    rows = [line.strip("|").split("|") for line in english.splitlines() if line.startswith(pair)]
+    assert rows and all(cells[4].strip() == "-" for cells in rows)
+    assert "the run without the batcher served no request" in english
