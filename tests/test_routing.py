@@ -367,3 +367,11 @@ def test_on_the_transformers_profiles_the_rules_route_every_shape_alike():
             shapes = ((batch, sequence), (batch, sequence))
             narrowest = plan_route(shapes, TRANSFORMER, "narrowest", NAMES)
             assert plan_route(shapes, TRANSFORMER, "nearest-opt", NAMES) == narrowest, shapes
+
+
+def test_two_lengths_padded_to_one_are_refused_as_outputs_could_not_be_cut_back():
+    # A [batch, 10, 12] request padded to [batch, 16, 16]: an output of 16 follows either.
+    with pytest.raises(ValueError, match="lengths 10 and 12 were both padded to 16"):
+        padded_lengths(((2, 10, 12),), ((2, 16, 16),))
+    # One length padded in several inputs is one length: served.
+    assert padded_lengths(((2, 10), (2, 10)), ((2, 16), (2, 16))) == {16: 10}

@@ -23,13 +23,18 @@ def pad(array: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 def padded_lengths(shapes, padded) -> dict:
-    """{padded length: the request's length} for every dimension padding lengthened."""
-    return {
-        p: d
-        for shape, padded_shape in zip(shapes, padded, strict=True)
-        for d, p in zip(shape, padded_shape, strict=True)
-        if p != d
-    }
+    """{padded length: the request's length} for every dimension padding lengthened; ValueError
+    where two lengths were padded to one, since an output dimension of that padded length could
+    then follow either (output_cuts tells them apart by length alone)."""
+    lengths = {}
+    for shape, padded_shape in zip(shapes, padded, strict=True):
+        for d, p in zip(shape, padded_shape, strict=True):
+            if p != d and lengths.setdefault(p, d) != d:
+                raise ValueError(
+                    f"lengths {lengths[p]} and {d} were both padded to {p}, so the outputs cannot "
+                    "be cut back to either: pad the request to shapes a profile holds yourself"
+                )
+    return lengths
 
 
 def output_cuts(engine_shapes: dict, padded_outputs, lengths: dict) -> list:
