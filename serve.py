@@ -143,6 +143,11 @@ def parse_args(argv=None):
                 parser.error(f"{flag} goes with --backend tensorrt")
     if args.no_serve and args.repository is None:
         parser.error("--no-serve writes the repository only: name it with --repository")
+    if args.preferred_batch_sizes == ():
+        parser.error(
+            "argument --preferred-batch-sizes: name at least one batch size; "
+            "--no-dynamic-batching turns the batcher off"
+        )
     options.check_queue_delay(parser, args)
     if args.no_dynamic_batching and args.preferred_batch_sizes:
         parser.error("--preferred-batch-sizes configures the dynamic batcher; drop one of them")

@@ -109,6 +109,11 @@ def test_the_batcher_is_settable_and_can_be_turned_off(engine, tmp_path):
         ),
         (["--preferred-batch-sizes", "4,x"], "not a comma-separated list of integers: '4,x'"),
         (["--preferred-batch-sizes", "0"], "batch sizes must be 1 or more: '0'"),
+        (
+            ["--preferred-batch-sizes", ""],
+            "argument --preferred-batch-sizes: name at least one batch size; "
+            "--no-dynamic-batching turns the batcher off",
+        ),
         (["--http-port", "0"], "argument --http-port: must be 1 or more: 0"),
         (["--instances", "0"], "argument --instances: must be 1 or more: 0"),
         (["--metrics-port", "70000"], "argument --metrics-port: must be 65535 or less: 70000"),
