@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import weakref
-from collections.abc import Mapping
+from numbers import Integral
 
 import numpy as np
 
@@ -405,7 +405,9 @@ class Dispatcher:
         would be padded is refused: prepare the padded shapes, and mask the padding."""
         if self.closed:
             raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
-        if not isinstance(shapes, Mapping) and (type(shapes) is not int or shapes < 1):
+        # Any integer, NumPy's too, as page_locked_inputs takes it; request_shapes refuses the
+        # rest, saying what it expected.
+        if isinstance(shapes, Integral) and not isinstance(shapes, bool) and shapes < 1:
             raise ValueError(f"a request needs at least one image, got batch {shapes!r}")
         if self.path != "lean":
             raise ValueError("prepared requests run on the lean path; use path='lean'")
