@@ -18,7 +18,7 @@ from pathlib import Path
 from dynamic_shapes import cli
 from dynamic_shapes.environment import environment
 from dynamic_shapes.files import write_atomically
-from dynamic_shapes.results import ENVIRONMENT_FILE, RESULTS, folder_name
+from dynamic_shapes.results import ENVIRONMENT_FILE, RESULTS, check_machine_folder, folder_name
 from dynamic_shapes.results_pages import render_pages, stale_pages
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +47,7 @@ def run(args) -> None:
     if args.record_environment is not None:
         record = environment()
         folder = Path(args.record_environment or RESULTS / folder_name(record))
+        check_machine_folder(folder, record)
         folder.mkdir(parents=True, exist_ok=True)
         write_atomically(folder / ENVIRONMENT_FILE, (json.dumps(record, indent=2) + "\n").encode())
         print(folder)

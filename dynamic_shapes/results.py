@@ -404,6 +404,20 @@ def check_folder_name(folder: Path, match, identity: dict) -> None:
         )
 
 
+def check_machine_folder(folder: Path, record: dict) -> None:
+    """Refuses a folder named for another machine now, rather than the renderer after the runs;
+    a machine without a GPU or TensorRT names no folder, and its record is written as asked."""
+    try:
+        wanted = folder_name(record)
+    except ResultsError:
+        return
+    if folder.name != wanted:
+        raise ValueError(
+            f"{folder}: this machine's runs ({record['gpu']}, TensorRT {record['tensorrt']}) go "
+            f"into a folder named {wanted}"
+        )
+
+
 def folder_name(record: dict) -> str:
     """The folder name an environment's runs go into: the GPU's model, lowercase (the first
     word with a digit in its name: h100, a10g, l4), and the TensorRT version."""

@@ -345,3 +345,17 @@ def test_a_batcher_off_run_that_served_nothing_renders_without_a_ratio(tmp_path)
     rows = [line.strip("|").split("|") for line in english.splitlines() if line.startswith(pair)]
     assert rows and all(cells[4].strip() == "-" for cells in rows)
     assert "the run without the batcher served no request" in english
+
+
+def test_record_environment_refuses_a_folder_named_for_another_machine(tmp_path, monkeypatch):
+    import render_results
+
+    record = {"gpu": "NVIDIA H100 80GB HBM3", "tensorrt": "8.6.0"}
+    monkeypatch.setattr(render_results, "environment", lambda: record)
+    args = render_results.parse_args(["--record-environment", str(tmp_path / "a10g-trt8.6.0")])
+    with pytest.raises(ValueError, match=r"\(NVIDIA H100 80GB HBM3, TensorRT 8\.6\.0\) go into"):
+        render_results.run(args)
+    assert not (tmp_path / "a10g-trt8.6.0").exists()
+    args = render_results.parse_args(["--record-environment", str(tmp_path / "h100-trt8.6.0")])
+    render_results.run(args)
+    assert json.loads((tmp_path / "h100-trt8.6.0" / "environment.json").read_text()) == record
