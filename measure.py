@@ -17,7 +17,6 @@ in progress, its server and the MPS daemon before it ends.
 """
 
 import argparse
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -132,14 +131,10 @@ def run(args) -> int:
     return 0 if all(outcome.ok for outcome in outcomes) else 1
 
 
-def interrupt(*_):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     # SIGTERM stops the drive as Ctrl-C does: the run in progress, its server and MPS first.
-    signal.signal(signal.SIGTERM, interrupt)
+    cli.interrupt_on_sigterm()
     return cli.run(args, lambda: run(args))
 
 

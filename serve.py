@@ -377,7 +377,7 @@ def serve(args, workspace: Path) -> None:
             command, stdout=log, stderr=subprocess.STDOUT, env=server_environment(libraries)
         )
     # SIGTERM stops the script as Ctrl-C does, so that the server is stopped either way.
-    signal.signal(signal.SIGTERM, interrupt)
+    cli.interrupt_on_sigterm()
     try:
         progress = cli.Progress()
         try:
@@ -402,10 +402,6 @@ def serve(args, workspace: Path) -> None:
         raise RuntimeError(f"tritonserver exited ({server.returncode}): {last_error(log_path)}")
     finally:
         stop(server)
-
-
-def interrupt(*_):
-    raise KeyboardInterrupt
 
 
 def main(argv=None) -> int:

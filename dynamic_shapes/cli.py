@@ -10,6 +10,7 @@ import contextlib
 import ipaddress
 import math
 import re
+import signal
 import sys
 import threading
 import time
@@ -49,6 +50,16 @@ def run(args, work) -> int:
             traceback.print_exc()
         print_error(args.prog, error)
         return EXIT_FAILURE
+
+
+def interrupt_on_sigterm() -> None:
+    """Makes SIGTERM end the script as Ctrl-C does, with KeyboardInterrupt: what it started (a
+    server, a daemon) is then stopped either way."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
 
 
 def print_error(script: str, error) -> None:

@@ -284,6 +284,8 @@ RUNS = (
     ),
 )
 RUN_OF = {run.file: run for run in RUNS}
+# A declared command's measured seconds per load level (loadgen.py --seconds).
+SECONDS = re.compile(r"--seconds (\S+)")
 # Files a run writes beside its own, which the renderer passes over.
 COMPANIONS = {name for run in RUNS for name in run.also_writes}
 # Triton set-ups compared with the batcher on and off.

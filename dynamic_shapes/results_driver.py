@@ -25,12 +25,11 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dynamic_shapes.results import ENVIRONMENT_FILE
+from dynamic_shapes.results import ENVIRONMENT_FILE, SECONDS
 
 # What serve.py prints once its model is ready; it names tritonserver's process id.
 SERVING = re.compile(r"^Serving \S+ .*\(tritonserver pid (?P<pid>\d+)\)")
 SERVER_PID = re.compile(r"--server-pid PID\b")
-SECONDS = re.compile(r"--seconds \S+")
 LOADGEN = "loadgen.py"
 # serve.py itself waits up to 300 s for the model (serve.READY_TIMEOUT_S), then says why not.
 READY_TIMEOUT_S = 360.0

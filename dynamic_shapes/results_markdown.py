@@ -1,11 +1,7 @@
 """The Markdown every section of the results pages is written in: tables, text blocks, and the
 commands a section's runs were measured with (from RUNS)."""
 
-import re
-
-from dynamic_shapes.results import RUN_OF
-
-SECONDS = re.compile(r"--seconds (\S+)")
+from dynamic_shapes.results import RUN_OF, SECONDS
 
 
 def table(header: list, rows: list, right_from=1) -> list:
