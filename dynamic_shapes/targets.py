@@ -105,11 +105,7 @@ def contexts_pay_off(environment, t):
 
 
 def triton_level(environment, file, concurrency):
-    run = environment.runs.get(file)
-    levels = [
-        level for level in (run or {}).get("levels", []) if level["concurrency"] == concurrency
-    ]
-    return levels[0] if levels else None
+    return level_at(environment.runs.get(file), concurrency)
 
 
 def triton_one_client(environment, t):
