@@ -186,6 +186,19 @@ def test_a_batch_only_engine_is_split_as_plan_chunks_splits_it():
         assert route.chunks[0][0] in (choose_profile(route.chunks[0][2], ranges),)
 
 
+def test_narrowest_breaks_ties_by_index_as_choose_profile_does_wherever_the_opts_lie():
+    # Equal widths: batch 6 lies in both, nearer profile 1's opt; both pickers take profile 0.
+    ranges = ((1, 8), (5, 12))
+    profiles = tuple(
+        ProfileRanges(((low, 3),), ((opt, 3),), ((high, 3),))
+        for (low, high), opt in zip(ranges, (1, 6), strict=True)
+    )
+    for batch in range(1, 13):
+        route = plan_route(((batch, 3),), profiles, "narrowest", ["X"])
+        assert route.chunks[0][0] == choose_profile(batch, ranges), batch
+    assert plan_route(((6, 3),), profiles, "nearest-opt", ["X"]).chunks[0][0] == 1
+
+
 def test_a_sequence_no_profile_holds_is_refused_with_the_ranges_in_polygraphy_syntax():
     shapes = ((2, 600), (2, 600))
     with pytest.raises(ValueError) as raised:

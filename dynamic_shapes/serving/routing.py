@@ -6,8 +6,8 @@ A profile holds a request when every dimension of every input lies in the profil
 [min, max]. Among the profiles that hold a request (or a chunk of it), one of two rules picks:
 
 - "narrowest": the smallest range box, the product of (max - min + 1) over every dimension of
-  every input; ties go to the profile whose opt is nearest (below), then to the lower index.
-  For an engine whose batch alone is dynamic, this is planning.choose_profile's rule.
+  every input; ties go to the lower index. For an engine whose batch alone is dynamic, this is
+  planning.choose_profile's rule, so both paths of the dispatcher pick the same profile.
 - "nearest-opt": Triton's TensorRT backend's rule (GetMostOptimizedProfile in its
   src/instance_state.cc): the smallest Manhattan distance between the request's shapes and the
   profile's opt shapes, summed over every dimension of every input; ties to the lower index.
@@ -102,10 +102,7 @@ def choose(shapes, profiles, rule: str, among=None) -> int | None:
     if not holding:
         return None
     if rule == "narrowest":
-        return min(
-            holding,
-            key=lambda i: (profiles[i].volume, profiles[i].distance(shapes), i),
-        )
+        return min(holding, key=lambda i: (profiles[i].volume, i))
     return min(holding, key=lambda i: (profiles[i].distance(shapes), i))
 
 
