@@ -331,13 +331,21 @@ def test_plan_profiles_plans_a_small_scenario_workload_on_the_identity(tmp_path)
     assert lines[at] == f"Best: {record['best']}"
     assert len(list(tmp_path.glob("dynamic_identity.plan-*.engine"))) == 3
 
-    # A second run reuses every engine, and still reports what each took to build.
+    # A second run reuses the engine of every set of profiles the first built, and still reports
+    # what it took to build. The planned set is cut by measured latencies, so where two cuts
+    # cost nearly the same it may differ, and then is built anew.
     again = run_script(*argv)
     assert again.returncode == 0, again.stdout + again.stderr
     second = {c["name"]: c for c in json.loads(report.read_text())["candidates"]}
+    assert set(second) == set(candidates)
     for name, candidate in second.items():
-        assert candidate["engine_line"].startswith("Reusing "), candidate["engine_line"]
-        assert candidate["build_seconds"] == pytest.approx(candidates[name]["build_seconds"], 1e-3)
+        if name != "2 profiles" or candidate["profiles"] == candidates[name]["profiles"]:
+            assert candidate["engine_line"].startswith("Reusing "), candidate["engine_line"]
+            assert candidate["build_seconds"] == pytest.approx(
+                candidates[name]["build_seconds"], 1e-3
+            )
+        else:
+            assert candidate["engine_line"].startswith("Built "), candidate["engine_line"]
 
 
 @pytest.mark.gpu
