@@ -167,6 +167,8 @@ def test_padded_requests_give_the_unpadded_states(buckets, reference):
         out = np.empty((3, 100, 256), np.float32)
         assert dispatcher.infer(feed, out=out) is out
         check(out, feed, reference, "padded into out")
+        with pytest.raises(ValueError, match=r"out must be a NumPy array float32 \(3, 100, 256\)"):
+            dispatcher.infer(feed, out=np.empty((4, 100, 256), np.float32))
         shapes = dispatcher.output_shapes(shapes_of(feed))
         assert shapes[HIDDEN_STATES_NAME][0] == (3, 100, 256)
         with pytest.raises(ValueError, match="prepare the padded shapes"):

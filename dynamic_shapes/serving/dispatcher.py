@@ -207,18 +207,8 @@ class Dispatcher:
         sources = check_request(request, self.inputs)
         batch = sources[0].shape[0]
         targets, result = self._targets(out, batch)
-        if self.path == "runner" and any(t.kind == ON_GPU for t in (*sources, *targets)):
-            raise ValueError("the runner path serves NumPy arrays; use path='lean' for GPU arrays")
-        if self.path == "lean":
-            for tensor in (*sources, *targets):
-                locate(tensor)
-        for index, start, size in self._plan(batch):
-            pool = self._pools[index][0]
-            executor = take(pool, CLOSED_WHILE_WAITING)
-            try:
-                executor.run(sources, targets, start, size)
-            finally:
-                pool.put(executor)
+        self._check_path(sources, targets)
+        self._run_chunks(self._plan(batch), sources, targets)
         return result
 
     def _infer_by_shape(self, request, out):
@@ -245,7 +235,7 @@ class Dispatcher:
             for tensor in (*sources, *targets):
                 locate(tensor)
 
-    def _run_chunks(self, chunks, sources, targets, layout):
+    def _run_chunks(self, chunks, sources, targets, layout=None):
         for index, start, size in chunks:
             pool = self._pools[index][0]
             executor = take(pool, CLOSED_WHILE_WAITING)
@@ -290,6 +280,12 @@ class Dispatcher:
                 "pad_with_mask for the ranges)"
             )
         batch = route.padded[0][0]
+        specs = [
+            TensorSpec(spec.name, spec.dtype, shape)
+            for spec, shape in zip(layout[1], cuts, strict=True)
+        ]
+        # `out` is checked before anything runs, as infer() checks it on the other paths.
+        given = [] if out is None else self._padded_out(out, specs, batch)
         padded = [
             Tensor(shape, source.dtype, host=pad(source.host, shape), kind=PAGEABLE)
             for source, shape in zip(sources, route.padded, strict=True)
@@ -298,24 +294,28 @@ class Dispatcher:
         self._check_path(padded, targets)
         self._run_chunks(route.chunks, padded, targets, layout)
         outputs = [cut(target.host, shape) for target, shape in zip(targets, cuts, strict=True)]
-        specs = [
-            TensorSpec(spec.name, spec.dtype, shape)
-            for spec, shape in zip(layout[1], cuts, strict=True)
-        ]
         if out is None:
             arrays = [np.ascontiguousarray(output) for output in outputs]
             return (
                 arrays[0] if len(arrays) == 1 else dict(zip(self.output_names, arrays, strict=True))
             )
-        for value, spec, output in zip(by_name(out, specs, "output"), specs, outputs, strict=True):
+        for target, output in zip(given, outputs, strict=True):
+            np.copyto(target, output)
+        return out
+
+    @staticmethod
+    def _padded_out(out, specs, batch) -> list:
+        """The NumPy arrays of `out` a padded request's outputs are copied to, checked."""
+        arrays = []
+        for value, spec in zip(by_name(out, specs, "output"), specs, strict=True):
             target = check_tensor(value, spec, f"out {spec.name}", writable=True)
             if target.shape[0] != batch or target.host is None:
                 raise ValueError(
                     f"out must be a NumPy array {spec.dtype} {(batch, *spec.item_shape)} for "
                     f"this request, got {target.dtype} {target.shape}"
                 )
-            np.copyto(target.host, output)
-        return out
+            arrays.append(target.host)
+        return arrays
 
     def _plan(self, batch) -> tuple:
         """The request's chunks (plan_chunks), kept for the batch sizes that come back."""
