@@ -246,7 +246,7 @@ def test_ctrl_c_ends_in_one_line_and_keeps_the_levels_measured(server, tmp_path)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode == 130 and stderr == "loadgen.py: interrupted\n"
+    assert (process.returncode, stderr) == (130, "loadgen.py: interrupted\n")
     figures = json.loads(out.read_text())
     assert not figures["complete"] and [r["concurrency"] for r in figures["levels"]] == [1]
     # No client left running (multiprocessing's own helper ends once it sees the script gone).
