@@ -359,3 +359,13 @@ def test_record_environment_refuses_a_folder_named_for_another_machine(tmp_path,
     args = render_results.parse_args(["--record-environment", str(tmp_path / "h100-trt8.6.0")])
     render_results.run(args)
     assert json.loads((tmp_path / "h100-trt8.6.0" / "environment.json").read_text()) == record
+
+
+def test_the_hand_picked_profiles_of_the_planning_run_are_the_walkthroughs():
+    # The library may not import scenario.py, so the run restates its table: held to it here.
+    from dynamic_shapes.profiles import profile_shapes, profiles_from_command_line
+    from scenario import PROFILES
+
+    assert profile_shapes(profiles_from_command_line(results.HAND_PICKED)) == profile_shapes(
+        PROFILES
+    )
