@@ -93,7 +93,8 @@ def distribution_version(name: str) -> str | None:
 
 def git_commit(folder=PROJECT) -> str | None:
     """The commit checked out in `folder`, with '+changes' when tracked files differ from it;
-    None outside git."""
+    None outside git. The results under `results/` are data, not code: a run that rewrites one
+    (measure.py runs one after another) measures the same code."""
 
     def git(*args) -> str:
         return subprocess.run(
@@ -102,7 +103,7 @@ def git_commit(folder=PROJECT) -> str | None:
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        changed = git("status", "--porcelain", "--untracked-files=no")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+changes" if changed else "")

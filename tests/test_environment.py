@@ -28,3 +28,24 @@ def test_the_record_names_python_the_commit_and_the_date_and_every_version_it_ca
 
 def test_outside_a_checkout_there_is_no_commit(tmp_path):
     assert git_commit(tmp_path) is None
+
+
+def test_a_changed_result_is_no_change_of_the_code_but_a_changed_file_is(tmp_path):
+    def git(*args):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path, check=True, capture_output=True,
+        )  # fmt: skip
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "run.json").write_text("{}")
+    (tmp_path / "code.py").write_text("")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    commit = git_commit(tmp_path)
+    assert commit and "+" not in commit
+    (tmp_path / "results" / "run.json").write_text('{"measured": 1}')
+    assert git_commit(tmp_path) == commit
+    (tmp_path / "code.py").write_text("changed = True")
+    assert git_commit(tmp_path) == commit + "+changes"
