@@ -22,9 +22,9 @@ from dynamic_shapes.serving.routing import RULES, ProfileRanges, plan_route, ref
 from dynamic_shapes.tensors import TensorSpec
 from scenario import (
     ATTENTION_MASK_NAME,
+    BATCH_SIZES,
     TOKEN_IDS_NAME,
     TRANSFORMER_PROFILE_OPTIONS,
-    scenario_ranges,
 )
 
 NAMES = [TOKEN_IDS_NAME, ATTENTION_MASK_NAME]
@@ -173,17 +173,28 @@ def test_a_batch_no_profile_holds_is_split_along_the_batch():
     assert route.chunks == ((2, 0, 32), (2, 32, 32), (1, 64, 6))
 
 
-def test_a_batch_only_engine_is_split_as_plan_chunks_splits_it():
-    ranges = tuple(scenario_ranges().values())
-    profiles = tuple(
-        ProfileRanges(((low, 3, 28, 28),), ((low, 3, 28, 28),), ((high, 3, 28, 28),))
-        for low, high in ranges
-    )
-    for batch in range(1, 300):
-        shapes = ((batch, 3, 28, 28),)
-        route = plan_route(shapes, profiles, "narrowest", ["X"])
-        assert route.chunks == plan_chunks(batch, ranges), batch
-        assert route.chunks[0][0] in (choose_profile(route.chunks[0][2], ranges),)
+@pytest.mark.parametrize("rule", RULES)
+def test_a_batch_only_engine_is_split_and_routed_as_plan_chunks_does(rule):
+    # Overlapping ranges with opts inside them, where the two rules part; and the scenario's.
+    for table in (((1, 8, 1), (4, 64, 48), (1, 128, 100), (32, 32, 32)),
+                  tuple(BATCH_SIZES.values())):  # fmt: skip
+        ranges = tuple((low, high) for low, _, high in table)
+        profiles = tuple(
+            ProfileRanges(((low, 3),), ((opt, 3),), ((high, 3),)) for low, opt, high in table
+        )
+        opts = tuple((opt,) for _, opt, _ in table) if rule == "nearest-opt" else None
+        for batch in range(1, 300):
+            route = plan_route(((batch, 3),), profiles, rule, ["X"])
+            assert route.chunks == plan_chunks(batch, ranges, opts), (table, batch)
+            first = route.chunks[0]
+            assert first[0] == choose_profile(first[2], ranges, opts), (table, batch)
+
+
+def test_on_the_scenarios_profiles_the_rules_choose_alike():
+    table = tuple(BATCH_SIZES.values())
+    ranges, opts = tuple((low, high) for low, _, high in table), tuple((o,) for _, o, _ in table)
+    for batch in range(1, 129):
+        assert choose_profile(batch, ranges) == choose_profile(batch, ranges, opts), batch
 
 
 def test_narrowest_breaks_ties_by_index_as_choose_profile_does_wherever_the_opts_lie():

@@ -1,7 +1,7 @@
 """The dispatcher serving the transformer on a real GPU, on every path, against ONNX Runtime
 (reference.py's tolerance): requests routed over batch and sequence length by both rules, split
 along the batch, padded up to a profile that holds them, and refused; and the identity engine
-served by shape (a recorder, the nearest-opt rule) exactly as by batch."""
+served by shape (with a recorder) exactly as by batch."""
 
 import numpy as np
 import pytest
@@ -33,7 +33,7 @@ CONFIGURATIONS = {
     "lean": {"path": "lean", "cuda_graphs": False},
     "lean, 2 contexts per profile": {"path": "lean", "contexts_per_profile": 2},
     "runner": {"path": "runner"},
-    "nearest opt": {"routing": "nearest-opt"},
+    "narrowest": {"routing": "narrowest"},  # the default is nearest-opt
 }
 # Bucketed sequence lengths with a gap between them, for padding: 1..64 and 128..256.
 BUCKET_OPTIONS = (
@@ -208,14 +208,14 @@ def test_the_recorder_sees_every_request_served(engine):
 
 
 def test_the_identity_engine_served_by_shape_is_exact():
-    # A recorder and the nearest-opt rule send the identity engine's requests by shape: the
-    # results must be those served by batch, bit for bit.
+    # A recorder sends the identity engine's requests by shape: the results must be those
+    # served by batch, bit for bit.
     class Recorded(list):
         record = list.append
 
     engine = build_engine(MODEL_PATH, PROFILES)
     recorded = Recorded()
-    with Dispatcher(engine, routing="nearest-opt", recorder=recorded) as dispatcher:
+    with Dispatcher(engine, recorder=recorded) as dispatcher:
         for batch in [*range(1, 140), 300]:
             images = random_images(batch, seed=batch)
             check_identity(images, dispatcher.infer(images))

@@ -2,9 +2,9 @@
 shape, each chunk on the profile that fits it (docs/serving.md is the guide).
 
 An engine whose batch alone is dynamic is served by the batch: its plans are looked up by batch
-size. An engine with dynamic dimensions beyond the batch (or a dispatcher
-that records its requests, or routes by the nearest opt) is served by shape: each request's
-route (routing.py) and the shapes of its outputs are worked out once per shape and kept.
+size. An engine with dynamic dimensions beyond the batch (or a dispatcher that records its
+requests) is served by shape: each request's route (routing.py) and the shapes of its outputs
+are worked out once per shape and kept. Both ways pick profiles by the same rule.
 """
 
 import logging
@@ -62,10 +62,10 @@ class Dispatcher:
     "profile 0", "profile 1", ...); the inputs are read from the engine. `path` is "lean" or
     "runner"; `cuda_graphs` applies to the lean path. `contexts_per_profile` > 1 needs profile
     sharing (docs/serving.md). `routing` picks among the profiles that hold a request:
-    "narrowest" or "nearest-opt" (routing.py). `pad_with_mask` names the attention-mask input
-    of a model whose requests may be padded up to a profile that holds them; without it, a
-    request whose dimensions beyond the batch no profile holds is refused. `recorder`, where
-    given, has `.record({input name: shape})` called for every request served
+    "nearest-opt" (the default) or "narrowest" (routing.py). `pad_with_mask` names the
+    attention-mask input of a model whose requests may be padded up to a profile that holds
+    them; without it, a request whose dimensions beyond the batch no profile holds is refused.
+    `recorder`, where given, has `.record({input name: shape})` called for every request served
     (planner.recorder.WorkloadRecorder).
     """
 
@@ -76,7 +76,7 @@ class Dispatcher:
         path="lean",
         cuda_graphs=True,
         contexts_per_profile=1,
-        routing="narrowest",
+        routing="nearest-opt",
         pad_with_mask=None,
         recorder=None,
     ):
@@ -118,13 +118,18 @@ class Dispatcher:
             )
         self.pad_with_mask = pad_with_mask
         # Requests go by shape where anything but the batch decides how they are served.
-        self._by_shape = (
-            not batch_alone or routing != "narrowest" or recorder is not None
-        )  # fmt: skip
+        self._by_shape = not batch_alone or recorder is not None
         self._engine_outputs = outputs
         # The engine is the source of truth for what each profile accepts.
         self.ranges = batch_ranges(engine, self.inputs[0].name)
         self.profiles = profile_ranges(engine, names)
+        # The batch path's rule (planning.choose_profile): opts for nearest-opt, none for
+        # narrowest, so that it picks the profile routing.choose picks for the same shapes.
+        self._batch_opts = (
+            tuple(tuple(shape[0] for shape in profile.opt) for profile in self.profiles)
+            if self.routing == "nearest-opt"
+            else None
+        )
         with _engines_lock:
             if id(engine) in _engines_in_use:
                 raise RuntimeError(
@@ -321,7 +326,7 @@ class Dispatcher:
         """The request's chunks (plan_chunks), kept for the batch sizes that come back."""
         plan = self._plans.get(batch)
         if plan is None:
-            plan = plan_chunks(batch, self.ranges)
+            plan = plan_chunks(batch, self.ranges, self._batch_opts)
             if len(self._plans) < PLANS_KEPT:
                 self._plans[batch] = plan
         return plan

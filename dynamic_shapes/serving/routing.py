@@ -5,12 +5,16 @@ profiles accept (docs/serving.md, "Every dimension").
 A profile holds a request when every dimension of every input lies in the profile's
 [min, max]. Among the profiles that hold a request (or a chunk of it), one of two rules picks:
 
+- "nearest-opt", the dispatcher's default: Triton's TensorRT backend's rule
+  (GetMostOptimizedProfile in its src/instance_state.cc): the smallest Manhattan distance
+  between the request's shapes and the profile's opt shapes, summed over every dimension of
+  every input; ties to the lower index. TensorRT tunes a profile's kernels for its opt, so the
+  profile tuned nearest the request serves it fastest (docs/serving.md shows the measurement).
 - "narrowest": the smallest range box, the product of (max - min + 1) over every dimension of
-  every input; ties go to the lower index. For an engine whose batch alone is dynamic, this is
-  planning.choose_profile's rule, so both paths of the dispatcher pick the same profile.
-- "nearest-opt": Triton's TensorRT backend's rule (GetMostOptimizedProfile in its
-  src/instance_state.cc): the smallest Manhattan distance between the request's shapes and the
-  profile's opt shapes, summed over every dimension of every input; ties to the lower index.
+  every input; ties go to the lower index.
+
+For an engine whose batch alone is dynamic, planning.choose_profile applies the same two rules
+to the batch, so both paths of the dispatcher pick the same profile.
 
 A batch no profile holds is split as planning.plan_chunks splits it, among the profiles whose
 other dimensions hold the request's: the largest batch one of them accepts that fits in what
