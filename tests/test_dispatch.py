@@ -370,3 +370,70 @@ def test_prepared_requests_refuse_what_they_cannot_serve(engine):
         pytest.raises(ValueError, match="prepared requests run on the lean path"),
     ):
         dispatcher.prepare(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes sent again, served from their graphs (shape_graphs.py)
+
+SHAPES_AGAIN = (1, 4, 13, 32, 77, 128, 300)
+
+
+def test_shapes_sent_again_are_served_from_their_graphs_from_fresh_arrays(engine):
+    with Dispatcher(engine) as dispatcher:
+        for round_ in range(3):  # new arrays for every request: the graphs copy from them
+            for batch in SHAPES_AGAIN:
+                images = random_images(batch, seed=round_ * 1000 + batch)
+                check_identity(images, dispatcher.infer(images))
+        stats = dispatcher.graph_stats()
+        assert (stats.misses, stats.captures, stats.hits, stats.busy) == (7, 7, 14, 0)
+        assert stats.shapes == 7 and stats.bytes > 0
+        images = random_images(13, seed=5)
+        out = np.empty_like(images)
+        assert dispatcher.infer(images, out=out) is out
+        check_identity(images, out)
+        inputs, outputs = dispatcher.page_locked_inputs(13), dispatcher.page_locked_outputs(13)
+        inputs["X"][:] = images
+        assert dispatcher.infer(inputs, out=outputs) is outputs
+        check_identity(images, outputs["Y"])
+        assert dispatcher.graph_stats().hits == 16
+
+
+def test_graphs_of_shapes_sent_again_are_off_where_asked_or_where_there_are_no_graphs(engine):
+    for options in ({"graphs_after": None}, {"cuda_graphs": False}, {"path": "runner"}):
+        with Dispatcher(engine, **options) as dispatcher:
+            for _ in range(3):
+                images = random_images(4, seed=4)
+                check_identity(images, dispatcher.infer(images))
+            assert dispatcher.graph_stats() is None, options
+    with pytest.raises(ValueError, match="graphs_after must be an integer of 1 or more"):
+        Dispatcher(engine, graphs_after=0)
+    with Dispatcher(engine) as dispatcher:  # the refusal left the engine free
+        assert dispatcher.graph_stats().hits == 0
+
+
+def test_the_graphs_kept_stay_within_their_limits_and_serve_exactly(engine):
+    with Dispatcher(engine, graph_shapes=2) as dispatcher:
+        for round_ in range(4):
+            for batch in SHAPES_AGAIN:
+                images = random_images(batch, seed=round_ * 1000 + batch)
+                check_identity(images, dispatcher.infer(images))
+                assert dispatcher.graph_stats().shapes <= 2
+        stats = dispatcher.graph_stats()
+        assert stats.hits + stats.misses + stats.busy == 4 * len(SHAPES_AGAIN)
+        assert stats.captures - stats.evictions == stats.shapes == 2
+
+
+def test_shapes_sent_again_from_8_threads_are_all_exact(engine):
+    def serve(thread):
+        rng = random.Random(thread)
+        for request in range(40):
+            batch = rng.choice((1, 4, 13, 32))
+            images = random_images(batch, seed=thread * 100 + request)
+            check_identity(images, dispatcher.infer(images))
+
+    with Dispatcher(engine, contexts_per_profile=2) as dispatcher:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(serve, range(8)))
+        stats = dispatcher.graph_stats()
+        assert stats.hits + stats.misses + stats.busy == 8 * 40
+        assert stats.hits > 0 and stats.captures == stats.shapes == 4

@@ -16,7 +16,7 @@ from numbers import Integral
 import numpy as np
 
 from dynamic_shapes.arrays import ON_GPU, PAGEABLE, Tensor
-from dynamic_shapes.engines import batch_ranges, create_contexts
+from dynamic_shapes.engines import batch_ranges, context_memory_size, create_contexts
 from dynamic_shapes.gpu import page_locked_empty
 from dynamic_shapes.serving.engine_io import (
     batch_alone_is_dynamic,
@@ -41,6 +41,12 @@ from dynamic_shapes.serving.request_checks import (
 )
 from dynamic_shapes.serving.routing import check_rule, plan_route
 from dynamic_shapes.serving.runner_executor import RunnerExecutor
+from dynamic_shapes.serving.shape_graphs import (
+    DEFAULT_AFTER,
+    DEFAULT_BYTES,
+    DEFAULT_SHAPES,
+    ShapeGraphs,
+)
 from dynamic_shapes.tensors import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -67,6 +73,11 @@ class Dispatcher:
     them; without it, a request whose dimensions beyond the batch no profile holds is refused.
     `recorder`, where given, has `.record({input name: shape})` called for every request served
     (planner.recorder.WorkloadRecorder).
+
+    On the lean path with CUDA graphs, infer() serves a shape it has served `graphs_after` times
+    before from CUDA graphs captured for it, on contexts of their own (shape_graphs.py), for at
+    most `graph_shapes` shapes and `graph_bytes` of GPU memory, the least recently used freed
+    first; `graphs_after=None` turns that off. `graph_stats()` counts what it did.
     """
 
     def __init__(
@@ -79,6 +90,9 @@ class Dispatcher:
         routing="nearest-opt",
         pad_with_mask=None,
         recorder=None,
+        graphs_after=DEFAULT_AFTER,
+        graph_shapes=DEFAULT_SHAPES,
+        graph_bytes=DEFAULT_BYTES,
     ):
         self.routing = check_rule(routing)
         if recorder is not None and not callable(getattr(recorder, "record", None)):
@@ -130,6 +144,16 @@ class Dispatcher:
             if self.routing == "nearest-opt"
             else None
         )
+        self._graphs = None
+        if self._cuda_graphs and graphs_after is not None:  # its limits checked before any work
+            # Weakly: the cache keeps no dispatcher alive that nobody holds (its prepared
+            # requests hold theirs, a cycle the garbage collector frees).
+            this = weakref.proxy(self)
+            self._graphs = ShapeGraphs(
+                lambda shapes: this._prepare_for_graphs(shapes), names,
+                [name for name, _ in outputs], context_memory_size(engine), graphs_after,
+                graph_shapes, graph_bytes,
+            )  # fmt: skip
         with _engines_lock:
             if id(engine) in _engines_in_use:
                 raise RuntimeError(
@@ -212,6 +236,10 @@ class Dispatcher:
         sources = check_request(request, self.inputs)
         batch = sources[0].shape[0]
         targets, result = self._targets(out, batch)
+        if self._graphs is not None and self._graphs.serve(
+            tuple(source.shape for source in sources), sources, targets
+        ):
+            return result
         self._check_path(sources, targets)
         self._run_chunks(self._plan(batch), sources, targets)
         return result
@@ -229,6 +257,8 @@ class Dispatcher:
             return self._infer_padded(sources, route, layout, cuts, out)
         batch = shapes[0][0]
         targets, result = self._targets(out, batch, layout[1])
+        if self._graphs is not None and self._graphs.serve(shapes, sources, targets):
+            return result
         self._check_path(sources, targets)
         self._run_chunks(route.chunks, sources, targets, layout)
         return result
@@ -398,7 +428,17 @@ class Dispatcher:
             for spec, shape in zip(layout[1], cuts, strict=True)
         }
 
-    def prepare(self, shapes, inputs=None, out=None) -> "PreparedRequest":
+    def graph_stats(self):
+        """What the graphs of the shapes seen again did so far (shape_graphs.GraphStats), or
+        None where there are none: the runner path, cuda_graphs=False or graphs_after=None."""
+        return None if self._graphs is None else self._graphs.stats()
+
+    def _prepare_for_graphs(self, shapes) -> "PreparedRequest":
+        """A prepared request of `shapes` (a tuple, in input order) for shape_graphs, with
+        page-locked arrays of its own; it records nothing, since infer() records each request."""
+        return self.prepare(dict(zip(self.input_names, shapes, strict=True)), record=False)
+
+    def prepare(self, shapes, inputs=None, out=None, *, record=True) -> "PreparedRequest":
         """A request of `shapes` ({input name: shape}, or a batch size where the inputs' other
         dimensions are fixed) whose arrays stay where they are, for a caller who serves
         request after request from the same memory: `inputs` and `out` as for infer(),
@@ -407,7 +447,8 @@ class Dispatcher:
         PreparedRequest.run() is TensorRT's own loop: the copies, the inference, one
         synchronize; with CUDA graphs, one graph of a chunk's copies and inference. Its chunks
         run on execution contexts of the request's own (see docs/serving.md). A request that
-        would be padded is refused: prepare the padded shapes, and mask the padding."""
+        would be padded is refused: prepare the padded shapes, and mask the padding. With
+        `record` false, the dispatcher's recorder does not record the request's runs."""
         if self.closed:
             raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
         # Any integer, NumPy's too, as page_locked_inputs takes it; request_shapes refuses the
@@ -469,7 +510,9 @@ class Dispatcher:
         except BaseException:
             release_prepared([step for *_, step in chunks], list(owned.values()))
             raise
-        return PreparedRequest(self, inputs, out, sources, targets, chunks, list(owned.values()))
+        return PreparedRequest(
+            self, inputs, out, sources, targets, chunks, list(owned.values()), record
+        )
 
     def _own_executor(self, index, size, layout=None):
         """An executor on a context of its own for a prepared chunk of `size` items on profile
@@ -507,6 +550,8 @@ class Dispatcher:
         graph; prepared requests free the contexts of their own when they are closed or
         collected. Safe to call more than once."""
         self.closed = True
+        if self._graphs is not None:
+            self._graphs.close()
         self._release()
 
     def __enter__(self):

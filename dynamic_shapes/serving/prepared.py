@@ -13,12 +13,15 @@ class PreparedRequest:
     may run different prepared requests at once; one prepared request runs one at a time.
     Where its inputs are GPU arrays, each run first waits for the work queued so far on the
     stream they named when the request was prepared (see Streams in docs/serving.md).
-    `uses_graphs` says whether every chunk replays a CUDA graph."""
+    `uses_graphs` says whether every chunk replays a CUDA graph; `own_contexts` how many
+    execution contexts of its own it holds."""
 
-    def __init__(self, dispatcher, inputs, outputs, sources, targets, chunks, owned):
+    def __init__(self, dispatcher, inputs, outputs, sources, targets, chunks, owned, record=True):
         self.inputs, self.outputs = inputs, outputs  # keep the arrays, and their memory, alive
-        # Each run is a request served: the dispatcher's recorder, if any, records its shapes.
-        self._recorder = dispatcher._recorder
+        # Each run is a request served: the dispatcher's recorder, if any, records its shapes
+        # (unless the dispatcher records them itself: `record` false).
+        self._recorder = dispatcher._recorder if record else None
+        self.own_contexts = len(owned)
         self._shapes = {
             spec.name: source.shape for spec, source in zip(dispatcher.inputs, sources, strict=True)
         }
