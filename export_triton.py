@@ -88,8 +88,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    return cli.run(args, lambda: export(args))
+    return cli.main(parse_args, export, argv)
 
 
 def export(args) -> None:

@@ -404,14 +404,13 @@ def serve(args, workspace: Path) -> None:
         stop(server)
 
 
+def run(args) -> None:
+    with tempfile.TemporaryDirectory(prefix="serve-") as workspace:
+        serve(args, Path(workspace))
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
-
-    def work():
-        with tempfile.TemporaryDirectory(prefix="serve-") as workspace:
-            serve(args, Path(workspace))
-
-    return cli.run(args, work)
+    return cli.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":
