@@ -245,8 +245,7 @@ def by_shape_options(parser, args) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    return cli.run(args, lambda: run(args))
+    return cli.main(parse_args, run, argv)
 
 
 def run(args) -> None:

@@ -276,14 +276,13 @@ def parse_args(argv=None):
     return args
 
 
+def run(args) -> None:
+    write_model(args.model, args.output)
+    print(f"Wrote {args.output}")
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
-
-    def work():
-        write_model(args.model, args.output)
-        print(f"Wrote {args.output}")
-
-    return cli.run(args, work)
+    return cli.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,7 @@ from scenario import (
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    return cli.run(args, lambda: run(args))
+    return cli.main(parse_args, run, argv)
 
 
 def run(args) -> None:

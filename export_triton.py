@@ -49,21 +49,16 @@ def parse_args(argv=None):
     )
     options.add_model_name(parser)
     options.add_max_queue_delay(parser)
-    parser.add_argument(
-        "--instances",
-        type=options.triton_int32,
-        default=1,
-        help="model instances on each GPU, a context per listed profile each: Triton runs that "
-        "many batches at once (%(default)s)",
+    options.add_instances(
+        parser,
+        1,
+        "model instances on each GPU, a context per listed profile each: Triton runs that many "
+        "batches at once (%(default)s)",
     )
-    parser.add_argument(
-        "--no-dynamic-batching",
-        action="store_true",
-        help="serve each request to the batched model as it comes, for comparison",
+    options.add_no_dynamic_batching(
+        parser, "serve each request to the batched model as it comes, for comparison"
     )
-    parser.add_argument(
-        "--no-cuda-graphs", action="store_true", help="capture no CUDA graph, for comparison"
-    )
+    options.add_no_cuda_graphs(parser, "capture no CUDA graph, for comparison")
     parser.add_argument(
         "--server-tensorrt",
         type=cli.checked(tensorrt_version),
@@ -88,8 +83,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    return cli.run(args, lambda: export(args))
+    return cli.main(parse_args, export, argv)
 
 
 def export(args) -> None:

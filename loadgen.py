@@ -386,8 +386,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    return cli.run(args, lambda: run(args))
+    return cli.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

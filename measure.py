@@ -112,6 +112,8 @@ def record_environment(folder) -> Path:
 
 
 def run(args) -> int:
+    # SIGTERM stops the drive as Ctrl-C does: the run in progress, its server and MPS first.
+    cli.interrupt_on_sigterm()
     defaults = load_defaults()
     for line in plan_lines(args.runs, defaults, args.seconds):
         print(line)
@@ -132,10 +134,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    # SIGTERM stops the drive as Ctrl-C does: the run in progress, its server and MPS first.
-    cli.interrupt_on_sigterm()
-    return cli.run(args, lambda: run(args))
+    return cli.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -254,8 +254,7 @@ def check_against_model(parser, args) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    return cli.run(args, lambda: run(args))
+    return cli.main(parse_args, run, argv)
 
 
 def run(args) -> None:

@@ -67,8 +67,7 @@ def run(args) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    return cli.run(args, lambda: run(args))
+    return cli.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

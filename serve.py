@@ -89,23 +89,18 @@ def parse_args(argv=None):
         help="the batch sizes the dynamic batcher gathers, none above --max-batch-size "
         "(default: the profiles' opts and maxes up to it)",
     )
-    parser.add_argument(
-        "--no-dynamic-batching",
-        action="store_true",
-        help="serve each request as it comes, for comparison",
-    )
+    options.add_no_dynamic_batching(parser, "serve each request as it comes, for comparison")
     parser.add_argument(
         "--max-batch-size",
         type=options.triton_int32,
         default=DEFAULT_MAX_BATCH_SIZE,
         help="the largest batch a request, or a gathered batch, may have (%(default)s)",
     )
-    parser.add_argument(
-        "--instances",
-        type=options.triton_int32,
-        default=DEFAULT_INSTANCES,
-        help="model instances on the GPU, a process each: Triton runs that many batches at "
-        "once (%(default)s)",
+    options.add_instances(
+        parser,
+        DEFAULT_INSTANCES,
+        "model instances on the GPU, a process each: Triton runs that many batches at once "
+        "(%(default)s)",
     )
     options.add_contexts_per_profile(
         parser, 1, "execution contexts per profile in each instance (%(default)s)"
@@ -126,10 +121,8 @@ def parse_args(argv=None):
         help="with --backend tensorrt, the backend folder that holds it, as tensorrt/"
         "libtriton_tensorrt.so (default: the server's own, in nvidia-pytriton)",
     )
-    parser.add_argument(
-        "--no-cuda-graphs",
-        action="store_true",
-        help="with --backend tensorrt, capture no CUDA graph, for comparison",
+    options.add_no_cuda_graphs(
+        parser, "with --backend tensorrt, capture no CUDA graph, for comparison"
     )
     args = parser.parse_args(argv)
     if args.backend == "tensorrt":
@@ -404,14 +397,13 @@ def serve(args, workspace: Path) -> None:
         stop(server)
 
 
+def run(args) -> None:
+    with tempfile.TemporaryDirectory(prefix="serve-") as workspace:
+        serve(args, Path(workspace))
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
-
-    def work():
-        with tempfile.TemporaryDirectory(prefix="serve-") as workspace:
-            serve(args, Path(workspace))
-
-    return cli.run(args, work)
+    return cli.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

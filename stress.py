@@ -110,8 +110,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    return cli.run(args, lambda: run(args))
+    return cli.main(parse_args, run, argv)
 
 
 def run(args) -> int:

@@ -37,6 +37,13 @@ def make_parser(script_file, description) -> argparse.ArgumentParser:
     return parser
 
 
+def main(parse_args, work, argv=None) -> int:
+    """A script's whole command: `argv` parsed by its `parse_args` (argparse exits 2 on a bad
+    argument, before any work), then `work(args)` run as run() runs it; the exit code."""
+    args = parse_args(argv)
+    return run(args, lambda: work(args))
+
+
 def run(args, work) -> int:
     """Runs `work()` for a script whose parser (make_parser) gave `args`, and returns the exit
     code: what `work` returns (None: 0), 1 with one line for any error, or 130 on Ctrl-C."""

@@ -1,6 +1,6 @@
 """The options several scripts take, declared once: the engine and the model it is built from, a
-Triton server's host, ports and model name, the batching fields of its model configuration,
-report files, and the counts that --quick makes smaller.
+Triton server's host, ports and model name, the batching, instance and CUDA graph fields of its
+model configuration, report files, and the counts that --quick makes smaller.
 
 Each script passes in what its use of an option decides (the default, which comes from the
 scenario, and the help text that says what the option means there); the type, and with it
@@ -122,6 +122,22 @@ def check_queue_delay(parser, args) -> None:
         parser.error("--max-queue-delay-us configures the dynamic batcher; drop one of them")
     if args.max_queue_delay_us is None:
         args.max_queue_delay_us = DEFAULT_QUEUE_DELAY_US
+
+
+def add_no_dynamic_batching(parser, help) -> None:
+    """--no-dynamic-batching: a model configuration without the dynamic batcher, each request
+    served as it comes; check_queue_delay refuses a queue delay beside it."""
+    parser.add_argument("--no-dynamic-batching", action="store_true", help=help)
+
+
+def add_instances(parser, default, help) -> None:
+    """--instances: the count of the model's instance group on each GPU, an int32 field."""
+    parser.add_argument("--instances", type=triton_int32, default=default, help=help)
+
+
+def add_no_cuda_graphs(parser, help) -> None:
+    """--no-cuda-graphs: a TensorRT backend's model configuration that captures no CUDA graph."""
+    parser.add_argument("--no-cuda-graphs", action="store_true", help=help)
 
 
 def add_contexts_per_profile(parser, default, help) -> None:

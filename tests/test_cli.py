@@ -204,6 +204,23 @@ def test_run_returns_what_the_work_returns(args):
     assert cli.run(args, lambda: 1) == 1
 
 
+def test_main_parses_then_runs_the_work_with_the_arguments(capsys):
+    def parse_args(argv):
+        parser = cli.make_parser("tool.py", "A tool.")
+        parser.add_argument("--count", type=cli.positive, default=1)
+        return parser.parse_args(argv)
+
+    counted = []
+    assert cli.main(parse_args, lambda args: counted.append(args.count), ["--count", "3"]) == 0
+    assert counted == [3]
+    assert cli.main(parse_args, lambda args: args.count, ["--count", "2"]) == 2
+    assert cli.main(parse_args, lambda args: 1 / 0, []) == 1
+    assert capsys.readouterr().err == "tool.py: division by zero\n"
+    with pytest.raises(SystemExit) as refused:  # a bad argument: argparse's exit 2, no work
+        cli.main(parse_args, counted.append, ["--count", "0"])
+    assert refused.value.code == 2 and counted == [3]
+
+
 def test_an_error_is_one_line_and_exit_1(args, capsys):
     assert cli.run(args, raising(ValueError("the model has no graph"))) == 1
     assert capsys.readouterr().err == "tool.py: the model has no graph\n"
