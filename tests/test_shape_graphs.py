@@ -146,6 +146,7 @@ def test_a_running_shape_is_not_waited_for_nor_freed():
     request(graphs, 2)
     (prepared,) = Prepared.made
     prepared.hold = threading.Event()
+    prepared.running.clear()  # set by the run of the request that captured it
     first = threading.Thread(target=request, args=(graphs, 2))
     first.start()
     try:
