@@ -31,6 +31,15 @@ def share(served, started, finished, host_before, host_after):
         "host_rss_mib_after": host_after,
         "host_rss_mib_checkpoints": [(served, host_after)],
         "mps": False,
+        "graphs": {
+            "hits": served - 10,
+            "misses": 10,
+            "captures": 5,
+            "evictions": 0,
+            "busy": 0,
+            "shapes": 5,
+            "bytes": 2**20,
+        },
     }
 
 
@@ -46,6 +55,7 @@ def test_shares_add_up_over_the_time_from_the_first_start_to_the_last_finish():
     # The host memory checked is that of the process whose memory grew most.
     assert (load["host_rss_mib_before"], load["host_rss_mib_after"]) == (480.0, 490.0)
     assert [p["host_rss_mib_after"] for p in load["per_process"]] == [501.0, 490.0]
+    assert [p["graphs"]["hits"] for p in load["per_process"]] == [290, 290]
 
     lifecycle = {
         "dispatchers": 1, "dispatchers_device_mib_delta": 0.0, "prepared": 1,

@@ -428,6 +428,12 @@ class Dispatcher:
             for spec, shape in zip(layout[1], cuts, strict=True)
         }
 
+    def free_graphs(self) -> None:
+        """Frees the graphs of the shapes sent again, and what they hold (graph_stats says how
+        much); shapes sent again from now on are captured again."""
+        if self._graphs is not None:
+            self._graphs.clear()
+
     def graph_stats(self):
         """What the graphs of the shapes seen again did so far (shape_graphs.GraphStats), or
         None where there are none: the runner path, cuda_graphs=False or graphs_after=None."""

@@ -270,13 +270,19 @@ class ShapeGraphs:
             return GraphStats(self._hits, self._misses, self._captures, self._evictions,
                               self._busy, len(self._entries), self._bytes)  # fmt: skip
 
-    def close(self) -> None:
-        """Frees every shape's graphs, once the run in progress on each is done."""
+    def clear(self) -> None:
+        """Frees every shape's graphs, once the run in progress on each is done; shapes sent
+        again are captured again."""
         with self._lock:
-            self._closed = True
             entries = list(self._entries.values())
             self._entries.clear()
         for entry in entries:
             entry.lock.acquire()
             with self._lock:
                 self._free(entry)
+
+    def close(self) -> None:
+        """Frees every shape's graphs, and captures no more."""
+        with self._lock:
+            self._closed = True
+        self.clear()

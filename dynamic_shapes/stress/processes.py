@@ -123,6 +123,7 @@ def combine_shares(shares, args) -> dict:
                     "images_served",
                     "host_rss_mib_before",
                     "host_rss_mib_after",
+                    "graphs",  # what the graphs of the shapes sent again did (graph_stats)
                 )
             }
             for share in shares
