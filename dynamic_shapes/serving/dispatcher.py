@@ -11,7 +11,6 @@ import logging
 import queue
 import threading
 import weakref
-from numbers import Integral
 
 import numpy as np
 
@@ -30,7 +29,7 @@ from dynamic_shapes.serving.lean_executor import LeanExecutor
 from dynamic_shapes.serving.padding import cut, output_cuts, pad, padded_lengths
 from dynamic_shapes.serving.planning import plan_chunks
 from dynamic_shapes.serving.pools import CLOSED_WHILE_WAITING, take
-from dynamic_shapes.serving.prepared import PreparedRequest, release_prepared
+from dynamic_shapes.serving.prepared import PreparedRequest, prepare_request
 from dynamic_shapes.serving.request_checks import (
     by_name,
     check_request,
@@ -455,92 +454,7 @@ class Dispatcher:
         run on execution contexts of the request's own (see docs/serving.md). A request that
         would be padded is refused: prepare the padded shapes, and mask the padding. With
         `record` false, the dispatcher's recorder does not record the request's runs."""
-        if self.closed:
-            raise RuntimeError("this Dispatcher is closed; create a new one to serve requests")
-        # Any integer, NumPy's too, as page_locked_inputs takes it; request_shapes refuses the
-        # rest, saying what it expected.
-        if isinstance(shapes, Integral) and not isinstance(shapes, bool) and shapes < 1:
-            raise ValueError(f"a request needs at least one image, got batch {shapes!r}")
-        if self.path != "lean":
-            raise ValueError("prepared requests run on the lean path; use path='lean'")
-        shapes = request_shapes(shapes, self.inputs)
-        batch = shapes[0][0]
-        named = dict(zip(self.input_names, shapes, strict=True))
-        inputs = self.page_locked_inputs(named) if inputs is None else inputs
-        layout, plan = None, None
-        if self._by_shape:
-            route, layout, _ = self._served.get(shapes) or self._serve(shapes)
-            if route.padded is not None:
-                raise ValueError(
-                    f"a prepared request runs at its own shapes, and no profile holds {shapes}; "
-                    f"prepare the padded shapes {route.padded} and mark the padding in "
-                    f"{self.pad_with_mask}, or serve it with infer(), which pads it"
-                )
-            plan = route.chunks
-            sources = check_shaped_request(inputs, self.inputs)
-        else:
-            sources = check_request(inputs, self.inputs)
-        if sources[0].shape[0] != batch:
-            raise ValueError(f"the inputs hold batch {sources[0].shape[0]}, not {batch}")
-        if tuple(source.shape for source in sources) != shapes:
-            found = {s.name: t.shape for s, t in zip(self.inputs, sources, strict=True)}
-            raise ValueError(f"the inputs hold shapes {found}, not {named}")
-        if out is None:
-            out = self.page_locked_outputs(named)
-        targets, _ = self._targets(out, batch, None if layout is None else layout[1])
-        for tensor in (*sources, *targets):
-            locate(tensor)
-            if tensor.kind == PAGEABLE:
-                raise ValueError(
-                    "a prepared request needs page-locked arrays (page_locked_inputs, "
-                    "page_locked_outputs) or GPU arrays; pass ordinary arrays to infer()"
-                )
-        chunks = []  # (the pool its executor is taken from, or None: its own; executor, Step)
-        owned = {}  # (profile index, chunk size) -> the request's own executor
-        try:
-            for index, start, size in self._plan(batch) if plan is None else plan:
-                executor = owned.get((index, size)) or self._own_executor(index, size, layout)
-                if executor is not None:
-                    owned[(index, size)] = executor
-                    step = executor.step(sources, targets, start, size, layout)
-                    chunks.append((None, executor, step))
-                    continue
-                # The engine does not share profiles: the profile's one context serves the chunk.
-                pool = self._pools[index][0]
-                executor = take(pool, CLOSED_WHILE_WAITING)
-                try:
-                    step = executor.step(sources, targets, start, size, layout)
-                    chunks.append((pool, executor, step))
-                finally:
-                    pool.put(executor)
-        except BaseException:
-            release_prepared([step for *_, step in chunks], list(owned.values()))
-            raise
-        return PreparedRequest(
-            self, inputs, out, sources, targets, chunks, list(owned.values()), record
-        )
-
-    def _own_executor(self, index, size, layout=None):
-        """An executor on a context of its own for a prepared chunk of `size` items on profile
-        `index` (of the shapes of `layout`, where given), its shape set once; None where the
-        engine does not share profiles."""
-        with self._own_lock:  # one context at a time: TensorRT's log is silenced meanwhile
-            if self._profiles_shared is False:
-                return None
-            (context,) = create_contexts(self.engine, 1)
-            # Created while the dispatcher's first context holds profile 0.
-            self._profiles_shared = starts_on_profile_0(context)
-        if not self._profiles_shared:
-            log.info(
-                "this engine does not share profiles: prepared requests run on the dispatcher's "
-                "contexts, and replay CUDA graphs only for the profiles of one shape"
-            )
-            return None
-        inputs = self.inputs if layout is None else layout[0]
-        return LeanExecutor(
-            context, index, (size, size), inputs, self._engine_outputs, self._cuda_graphs,
-            staging=False,
-        )  # fmt: skip
+        return prepare_request(self, shapes, inputs, out, record)
 
     @property
     def graph_use_cases(self) -> list:
