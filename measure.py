@@ -16,14 +16,13 @@ Exit code 1 when a run failed (each is named at the end), 130 after Ctrl-C, whic
 in progress, its server and the MPS daemon before it ends.
 """
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import loadgen
 from dynamic_shapes import cli
-from dynamic_shapes.results import FOLDER_NAME, RECORD_ENVIRONMENT, RUNS
+from dynamic_shapes.results import RECORD_ENVIRONMENT, RUNS, results_folder
 from dynamic_shapes.results_driver import (
     INTERRUPTED,
     LoadDefaults,
@@ -43,21 +42,15 @@ LEVEL_OVERHEAD_S = loadgen.STARTUP_S + loadgen.WARMUP_S + 1.0
 BUILDS_ENGINE = "example.txt"
 
 
-def results_folder(text) -> Path:
-    path = Path(text)
-    if not FOLDER_NAME.match(path.name):
-        raise argparse.ArgumentTypeError(
-            f"{text}: a results folder is named <gpu>-trt<TensorRT version>, lowercase, such as "
-            "results/h100-trt8.6.0 (without --folder, this machine's is used)"
-        )
-    return path
+def folder_option(text) -> Path:
+    return results_folder(text, "results/h100-trt8.6.0", "without --folder, this machine's is used")
 
 
 def parse_args(argv=None):
     parser = cli.make_parser(__file__, __doc__)
     parser.add_argument(
         "--folder",
-        type=results_folder,
+        type=cli.checked(folder_option),
         help="the results folder to write into (default: this machine's, "
         "results/<gpu>-trt<TensorRT version>, as render_results.py --record-environment names it)",
     )

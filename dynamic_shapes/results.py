@@ -362,13 +362,21 @@ def read_results(results: Path) -> list:
     return [read_environment(folder) for folder in folders if not folder.name.startswith(".")]
 
 
-def read_environment(folder: Path) -> Environment:
-    match = FOLDER_NAME.match(folder.name)
-    if not match:
+def results_folder(folder, example="h100-trt8.6.0",
+                   hint="render_results.py --record-environment names it") -> Path:  # fmt: skip
+    """`folder` as a Path, or ResultsError unless it is named as a results folder is; the
+    message gives `example` and `hint`."""
+    folder = Path(folder)
+    if not FOLDER_NAME.match(folder.name):
         raise ResultsError(
             f"{folder}: a results folder is named <gpu>-trt<TensorRT version>, lowercase, "
-            "such as h100-trt8.6.0 (render_results.py --record-environment names it)"
+            f"such as {example} ({hint})"
         )
+    return folder
+
+
+def read_environment(folder: Path) -> Environment:
+    match = FOLDER_NAME.match(results_folder(folder).name)
     runs = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.name in COMPANIONS:
