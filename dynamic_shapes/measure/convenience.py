@@ -1,6 +1,7 @@
 """Section 6, the cost of convenience: TrtRunner.infer, the dispatcher's paths in every kind
 of memory, and the bare loops and copies that are the floors under them."""
 
+import itertools
 from functools import partial
 
 import numpy as np
@@ -45,6 +46,9 @@ GPU_ARRAYS_MISSING = (
 )
 # Dispatchers measured in section 6, each on an engine of its own.
 DISPATCHERS = {"graphs": {"cuda_graphs": True}, "no graphs": {"cuda_graphs": False}}
+# Distinct arrays a request cycles through in the fresh-arrays row.
+FRESH_ARRAYS = 8
+FRESH = "dispatcher, pageable, fresh arrays, CUDA graph"
 
 
 class Requests:
@@ -53,6 +57,7 @@ class Requests:
 
     def __init__(self, dispatcher, spec, batch, cupy):
         self.pageable = random_batch(spec, batch, seed=batch)
+        self.fresh = [random_batch(spec, batch, seed=batch * 100 + i) for i in range(FRESH_ARRAYS)]
         self.pageable_out = dispatcher.infer(self.pageable)
         self.page_locked = dispatcher.page_locked_inputs(batch)
         self.page_locked[spec.name][:] = self.pageable
@@ -66,13 +71,18 @@ class Requests:
             }
 
 
-def dispatcher_variants(dispatchers, index, requests) -> dict:
-    """The dispatcher's rows for a request that profile `index` serves, in each memory, with
-    CUDA graphs and without. Through infer(), a graph serves only a profile of one shape;
-    a prepared request replays one for every profile (on a context of its own for a profile
-    of a range, see docs/serving.md)."""
-    graphs = dispatchers["graphs"]
-    static = graphs.use_cases[index] in graphs.graph_use_cases
+def fresh_arrays(infer, arrays):
+    """infer() from another of `arrays` on every call: graphs that served only the arrays they
+    were captured from would show here."""
+    pending = itertools.cycle(arrays)
+    return lambda: infer(next(pending))
+
+
+def dispatcher_variants(dispatchers, requests) -> dict:
+    """The dispatcher's rows for a request, in each memory, with CUDA graphs and without.
+    Through infer(), with graphs, a shape sent again replays graphs of its own; a prepared
+    request replays its own for every profile (on contexts of its own for a profile of a
+    range, see docs/serving.md)."""
     batch = len(requests.pageable)
     memories = {"page-locked": (requests.page_locked, requests.page_locked_out)}
     if requests.on_gpu is not None:
@@ -80,12 +90,13 @@ def dispatcher_variants(dispatchers, index, requests) -> dict:
     variants = {}
     for name, dispatcher in dispatchers.items():
         suffix = ", CUDA graph" if name == "graphs" else ""
-        if name == "no graphs" or static:
-            # The default: the caller's ordinary array in, a new array out.
-            variants[f"dispatcher, pageable{suffix}"] = partial(dispatcher.infer, requests.pageable)
-            variants[f"dispatcher, page-locked{suffix}"] = partial(
-                dispatcher.infer, requests.page_locked, out=requests.page_locked_out
-            )
+        # The default: the caller's ordinary array in, a new array out.
+        variants[f"dispatcher, pageable{suffix}"] = partial(dispatcher.infer, requests.pageable)
+        variants[f"dispatcher, page-locked{suffix}"] = partial(
+            dispatcher.infer, requests.page_locked, out=requests.page_locked_out
+        )
+        if name == "graphs":
+            variants[FRESH] = fresh_arrays(dispatcher.infer, requests.fresh)
         for memory, (inputs, out) in memories.items():
             prepared = dispatcher.prepare(batch, inputs, out=out)
             if name == "graphs" and not prepared.uses_graphs:  # the same as without graphs
@@ -117,6 +128,9 @@ def check_dispatchers(reference, dispatchers, requests, batch) -> None:
             dispatcher.infer(requests.on_gpu, out=requests.on_gpu_out)
             outputs = {name: array.get() for name, array in requests.on_gpu_out.items()}
             reference.check(f"{what}, GPU-resident", inputs, outputs)
+    for number, array in enumerate(requests.fresh):
+        outputs = by_output(dispatchers["graphs"], dispatchers["graphs"].infer(array))
+        reference.check(f"{FRESH}, batch {batch}, array {number + 1}", array, outputs)
     for name, prepared in requests.prepared.items():
         outputs = prepared.run()
         if "GPU-resident" in name:
@@ -164,13 +178,7 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
             variants = {"TrtRunner.infer": partial(runners[index].infer, {spec.name: request})}
             if dispatchers:
                 requests = Requests(dispatchers["no graphs"], spec, batch, cupy)
-                variants.update(dispatcher_variants(dispatchers, index, requests))
-                if "dispatcher, pageable, CUDA graph" not in variants:
-                    notes.append(
-                        f"batch {batch}: CUDA graphs for prepared requests only; its profile "
-                        f"accepts {ranges[index][0]}..{ranges[index][1]}, and a graph replays "
-                        "one shape: infer() captures graphs only for profiles of one shape"
-                    )
+                variants.update(dispatcher_variants(dispatchers, requests))
                 # What staging costs the CPU: the two copies through page-locked memory.
                 staged = requests.page_locked[spec.name], requests.page_locked_out
                 out = by_output(dispatchers["no graphs"], requests.pageable_out)
