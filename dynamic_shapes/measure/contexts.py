@@ -45,7 +45,11 @@ def measure_contexts(engines, reference, settings, progress) -> dict:
             notes.append(f"batch {batch} left out: no profile accepts it ({engines.accepted})")
             continue
         dispatchers = {
-            count: Dispatcher(Engines.load(engines.narrow), contexts_per_profile=count)
+            # Without the graphs of shapes sent again, which serve one request of a shape at a
+            # time: the contexts are what is measured.
+            count: Dispatcher(
+                Engines.load(engines.narrow), contexts_per_profile=count, graphs_after=None
+            )
             for count in (1, CONTEXTS)
         }
         try:

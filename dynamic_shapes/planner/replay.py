@@ -350,7 +350,9 @@ def measure_candidate(model_path, candidate, order, requests, checks, settings, 
     build_seconds = recorded_build_seconds(engine_path)
     contexts = len(candidate.profiles) * settings.threads
     context_memory = context_memory_size(engine) * contexts
-    with Dispatcher(engine, contexts_per_profile=settings.threads) as dispatcher:
+    # Without the graphs of shapes sent again: the candidates' profiles are measured, not a
+    # cache whose captures would fall inside the timed replay.
+    with Dispatcher(engine, contexts_per_profile=settings.threads, graphs_after=None) as dispatcher:
         # Untimed: every shape once, its outputs checked, then the warm-up.
         for index, key in enumerate(requests):
             if progress is not None and index % CHECK_PROGRESS_EVERY == 0:
