@@ -391,11 +391,25 @@ def test_shapes_sent_again_are_served_from_their_graphs_from_fresh_arrays(engine
         out = np.empty_like(images)
         assert dispatcher.infer(images, out=out) is out
         check_identity(images, out)
+        assert dispatcher.graph_stats().hits == 15
+        # Page-locked arrays in and out are copied straight to and from the GPU, as before.
         inputs, outputs = dispatcher.page_locked_inputs(13), dispatcher.page_locked_outputs(13)
         inputs["X"][:] = images
         assert dispatcher.infer(inputs, out=outputs) is outputs
         check_identity(images, outputs["Y"])
-        assert dispatcher.graph_stats().hits == 16
+        stats = dispatcher.graph_stats()
+        assert stats.hits + stats.misses + stats.busy == 22
+
+
+def test_a_dispatcher_with_graphs_nobody_closed_lets_go_of_its_engine_when_dropped(engine):
+    dispatcher = Dispatcher(engine)
+    for _ in range(3):
+        dispatcher.infer(random_images(4))
+    assert dispatcher.graph_stats().captures == 1
+    del dispatcher  # no cycle holds it: freed at once, without the garbage collector
+    with Dispatcher(engine) as again:
+        images = random_images(4)
+        check_identity(images, again.infer(images))
 
 
 def test_graphs_of_shapes_sent_again_are_off_where_asked_or_where_there_are_no_graphs(engine):

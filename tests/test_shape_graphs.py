@@ -10,8 +10,8 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from dynamic_shapes.arrays import Tensor
-from dynamic_shapes.serving.shape_graphs import GraphStats, ShapeGraphs
+from dynamic_shapes.arrays import PAGE_LOCKED, PAGEABLE, Tensor
+from dynamic_shapes.serving.shape_graphs import RETRY_AFTER, GraphStats, ShapeGraphs
 
 ITEM = (3,)
 CONTEXT_BYTES = 1000
@@ -50,7 +50,16 @@ def entry_bytes(batch) -> int:
 
 def cache(prepare=Prepared, **limits) -> ShapeGraphs:
     Prepared.made = []
-    return ShapeGraphs(prepare, ["x"], ["y"], CONTEXT_BYTES, **limits)
+
+    def estimate(shapes):
+        ((batch, *_),) = shapes
+        return entry_bytes(batch)
+
+    return ShapeGraphs(prepare, estimate, ["x"], ["y"], **limits)
+
+
+def tensor(array, kind=PAGEABLE) -> Tensor:
+    return Tensor(array.shape, array.dtype, host=array, kind=kind)
 
 
 def request(graphs, batch, seed=0) -> tuple[bool, np.ndarray, np.ndarray]:
@@ -58,11 +67,7 @@ def request(graphs, batch, seed=0) -> tuple[bool, np.ndarray, np.ndarray]:
     its output."""
     images = np.random.default_rng(seed).standard_normal((batch, *ITEM), np.float32)
     out = np.full((batch, *ITEM), np.nan, np.float32)
-    source, target = (
-        Tensor(images.shape, images.dtype, host=images),
-        Tensor(out.shape, out.dtype, host=out),
-    )
-    return graphs.serve((images.shape,), [source], [target]), images, out
+    return graphs.serve((images.shape,), [tensor(images)], [tensor(out)]), images, out
 
 
 def test_a_shape_is_captured_at_its_second_request_and_served_from_then_on():
@@ -110,34 +115,60 @@ def test_shapes_are_freed_to_fit_the_bytes():
     graphs = cache(max_bytes=entry_bytes(8) + entry_bytes(1))
     for batch in (8, 8, 1, 1):
         request(graphs, batch)
-    # 4 is captured at its second request, does not fit, and is freed; it is captured again
-    # once it may take the place of 8, the least recently used, which is freed for it.
-    assert [request(graphs, 4)[0] for _ in range(7)] == [False] * 6 + [True]
-    big, small, too_many, medium = Prepared.made
-    assert big.closed and not small.closed and too_many.closed and not medium.closed
+    # 4 does not fit beside them: it is captured once it may take the place of 8, the least
+    # recently used, which is freed for it; nothing is captured before.
+    assert [request(graphs, 4)[0] for _ in range(5)] == [False] * 4 + [True]
+    big, small, medium = Prepared.made
+    assert big.closed and not small.closed and not medium.closed
     assert graphs.stats().bytes == entry_bytes(1) + entry_bytes(4) <= graphs.max_bytes
 
 
 def test_a_shape_too_large_alone_is_never_captured_and_one_without_graphs_neither():
     graphs = cache(max_bytes=entry_bytes(4))
     served = [request(graphs, 5)[0] for _ in range(4)]
-    assert served == [False] * 4 and len(Prepared.made) == 1 and Prepared.made[0].closed
+    assert served == [False] * 4 and not Prepared.made  # known too large before any capture
     without = cache(prepare=lambda shapes: Prepared(shapes, uses_graphs=False))
     assert [request(without, 2)[0] for _ in range(4)] == [False] * 4
     assert len(Prepared.made) == 1 and Prepared.made[0].closed
     assert without.stats().misses == 4 and without.stats().captures == 0
 
 
-def test_a_shape_that_cannot_be_prepared_is_served_as_before_and_not_tried_again(caplog):
+def test_a_shape_that_could_not_be_captured_is_tried_again_much_later(caplog):
     calls = []
 
     def prepare(shapes):
         calls.append(shapes)
-        raise RuntimeError("out of memory")
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return Prepared(shapes)
 
     graphs = cache(prepare=prepare)
-    assert [request(graphs, 2)[0] for _ in range(4)] == [False] * 4
-    assert len(calls) == 1 and "out of memory" in caplog.text
+    served = [request(graphs, 2)[0] for _ in range(RETRY_AFTER + 3)]
+    assert served == [False] * (RETRY_AFTER + 2) + [True]
+    assert len(calls) == 2 and "out of memory" in caplog.text
+
+
+def test_a_shape_whose_graphs_fail_to_close_does_not_keep_the_others():
+    graphs = cache(shapes=1)
+    request(graphs, 1)
+    request(graphs, 1)
+
+    def fail():
+        raise RuntimeError("cannot free")
+
+    Prepared.made[0].close = fail
+    assert [request(graphs, 2)[0] for _ in range(5)] == [False] * 4 + [True]
+    graphs.close()  # returns: the failed entry's lock was released
+    assert Prepared.made[1].closed and graphs.stats().shapes == 0
+
+
+def test_page_locked_requests_are_left_to_the_direct_copies():
+    graphs = cache()
+    images = np.zeros((2, *ITEM), np.float32)
+    locked = [tensor(images, PAGE_LOCKED)], [tensor(np.empty_like(images), PAGE_LOCKED)]
+    for _ in range(3):
+        assert not graphs.serve((images.shape,), *locked)
+    assert graphs.stats() == GraphStats(0, 0, 0, 0, 0, 0, 0) and not Prepared.made
 
 
 def test_a_running_shape_is_not_waited_for_nor_freed():
@@ -169,7 +200,7 @@ def test_gpu_arrays_are_served_as_before_without_counting():
     graphs = cache()
     images = np.zeros((2, *ITEM), np.float32)
     on_gpu = Tensor(images.shape, images.dtype, host=None)
-    host = Tensor(images.shape, images.dtype, host=images)
+    host = tensor(images)
     for sources, targets in (([on_gpu], [host]), ([host], [on_gpu])):
         assert not graphs.serve((images.shape,), sources, targets)
     assert graphs.stats() == GraphStats(0, 0, 0, 0, 0, 0, 0)
@@ -189,6 +220,7 @@ def test_close_frees_every_shape_and_captures_none_after():
     ("limits", "message"),
     [
         ({"after": 0}, "graphs_after must be an integer of 1 or more, got 0"),
+        ({"after": 1.5}, "graphs_after must be an integer of 1 or more, got 1.5"),
         ({"shapes": True}, "graph_shapes must be an integer of 1 or more, got True"),
         ({"max_bytes": -1}, "graph_bytes must be an integer of 0 or more, got -1"),
     ],

@@ -45,7 +45,8 @@ class TritonPythonModel:
         contexts = int(parameters["contexts_per_profile"]["string_value"])
         mask = parameters.get("pad_with_mask", {}).get("string_value") or None
         # Triton reports the model ready only once this returns: the engine is loaded and every
-        # context, buffer and graph is in place.
+        # context and buffer is in place, with the graphs of the profiles of one shape; the
+        # batch sizes sent again get graphs of their own as they come (docs/serving.md).
         self.dispatcher = Dispatcher(engine, contexts_per_profile=contexts, pad_with_mask=mask)
 
     def execute(self, requests):

@@ -8,6 +8,7 @@ are worked out once per shape and kept. Both ways pick profiles by the same rule
 """
 
 import logging
+import math
 import queue
 import threading
 import weakref
@@ -45,6 +46,7 @@ from dynamic_shapes.serving.shape_graphs import (
     DEFAULT_BYTES,
     DEFAULT_SHAPES,
     ShapeGraphs,
+    check_limits,
 )
 from dynamic_shapes.tensors import TensorSpec
 
@@ -53,7 +55,8 @@ log = logging.getLogger(__name__)
 # The engines a Dispatcher serves now. Its contexts hold every profile; a second dispatcher's
 # contexts would ask for them again, which TensorRT 8.6 refuses without profile sharing.
 _engines_in_use = {}  # id(engine) -> engine, which keeps the id from being reused
-_engines_lock = threading.Lock()
+# Re-entrant: a collection while it is held may free a dispatcher, whose release() takes it.
+_engines_lock = threading.RLock()
 
 PATHS = ("lean", "runner")
 PLANS_KEPT = 1024
@@ -143,15 +146,16 @@ class Dispatcher:
             if self.routing == "nearest-opt"
             else None
         )
+        check_limits(graphs_after, graph_shapes, graph_bytes)  # before any work, used or not
         self._graphs = None
-        if self._cuda_graphs and graphs_after is not None:  # its limits checked before any work
-            # Weakly: the cache keeps no dispatcher alive that nobody holds (its prepared
-            # requests hold theirs, a cycle the garbage collector frees).
+        if self._cuda_graphs and graphs_after is not None:
+            # Weakly, as its prepared requests hold it: a dispatcher nobody holds is freed.
             this = weakref.proxy(self)
+            self._context_bytes = context_memory_size(engine)
             self._graphs = ShapeGraphs(
-                lambda shapes: this._prepare_for_graphs(shapes), names,
-                [name for name, _ in outputs], context_memory_size(engine), graphs_after,
-                graph_shapes, graph_bytes,
+                lambda shapes: this._prepare_for_graphs(shapes),
+                lambda shapes: this._graph_bytes(shapes), names, [name for name, _ in outputs],
+                graphs_after, graph_shapes, graph_bytes,
             )  # fmt: skip
         with _engines_lock:
             if id(engine) in _engines_in_use:
@@ -235,12 +239,13 @@ class Dispatcher:
         sources = check_request(request, self.inputs)
         batch = sources[0].shape[0]
         targets, result = self._targets(out, batch)
+        chunks = self._plan(batch)  # a batch that cannot be split is refused here, before all
+        self._check_path(sources, targets)
         if self._graphs is not None and self._graphs.serve(
             tuple(source.shape for source in sources), sources, targets
         ):
             return result
-        self._check_path(sources, targets)
-        self._run_chunks(self._plan(batch), sources, targets)
+        self._run_chunks(chunks, sources, targets)
         return result
 
     def _infer_by_shape(self, request, out):
@@ -256,9 +261,9 @@ class Dispatcher:
             return self._infer_padded(sources, route, layout, cuts, out)
         batch = shapes[0][0]
         targets, result = self._targets(out, batch, layout[1])
+        self._check_path(sources, targets)
         if self._graphs is not None and self._graphs.serve(shapes, sources, targets):
             return result
-        self._check_path(sources, targets)
         self._run_chunks(route.chunks, sources, targets, layout)
         return result
 
@@ -440,8 +445,27 @@ class Dispatcher:
 
     def _prepare_for_graphs(self, shapes) -> "PreparedRequest":
         """A prepared request of `shapes` (a tuple, in input order) for shape_graphs, with
-        page-locked arrays of its own; it records nothing, since infer() records each request."""
-        return self.prepare(dict(zip(self.input_names, shapes, strict=True)), record=False)
+        page-locked arrays of its own; it records nothing, since infer() records each request,
+        and holds the dispatcher weakly, since the dispatcher holds it."""
+        named = dict(zip(self.input_names, shapes, strict=True))
+        return prepare_request(weakref.proxy(self), named, record=False)
+
+    def _graph_bytes(self, shapes) -> int:
+        """What a prepared request of `shapes` (a tuple, in input order) holds: a context's
+        activation memory per profile and chunk size, and its inputs' and outputs' bytes."""
+        if self._by_shape:
+            chunks = (self._served.get(shapes) or self._serve(shapes))[0].chunks
+        else:
+            chunks = self._plan(shapes[0][0])
+        contexts = len({(index, size) for index, _, size in chunks})
+        named = dict(zip(self.input_names, shapes, strict=True))
+        arrays = [
+            *((shape, spec.dtype) for spec, shape in zip(self.inputs, shapes, strict=True)),
+            *self.output_shapes(named).values(),
+        ]
+        return contexts * self._context_bytes + sum(
+            math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in arrays
+        )
 
     def prepare(self, shapes, inputs=None, out=None, *, record=True) -> "PreparedRequest":
         """A request of `shapes` ({input name: shape}, or a batch size where the inputs' other
@@ -470,9 +494,11 @@ class Dispatcher:
         graph; prepared requests free the contexts of their own when they are closed or
         collected. Safe to call more than once."""
         self.closed = True
-        if self._graphs is not None:
-            self._graphs.close()
-        self._release()
+        try:
+            if self._graphs is not None:
+                self._graphs.close()
+        finally:
+            self._release()
 
     def __enter__(self):
         return self

@@ -1,29 +1,30 @@
-"""CUDA graphs for the shapes a service sees again: Dispatcher.infer() serves a request whose
+"""CUDA graphs for the shapes a service sends again: Dispatcher.infer() serves a request whose
 shapes it has served `after` times before from a prepared request of those shapes
 (Dispatcher.prepare: execution contexts of its own, one CUDA graph of each chunk's copies and
 inference), instead of working the request out again.
 
-How a request is served from its shape's graphs: its host arrays (pageable or page-locked) are
-copied into the prepared request's page-locked inputs, the graphs replay, and the outputs are
-copied from its page-locked outputs into the arrays infer() returns (or `out`). The copies on
-the host are what infer() did anyway to stage a pageable request; the Python work per request
-that prepared requests do once is gone. Requests with GPU arrays, or a GPU `out`, are served as
-before.
+Which requests: those with a pageable array among their inputs or outputs, whose staging
+copies on the host infer() makes anyway. The request's host arrays are copied into the
+prepared request's page-locked inputs, its graphs replay, and its outputs are copied into the
+arrays infer() returns (or `out`): what is gone is the Python work infer() redid per request.
+Requests whose arrays are all page-locked are copied straight to and from the GPU, as before;
+requests with GPU arrays, and padded ones, are served as before too.
 
 The capture runs on the thread of the request that triggers it, which pays for it: the
-contexts, the buffers and the graphs of one prepared request. A shape whose graphs another
-thread is running, or capturing, is served as before meanwhile: no request waits for another's.
+contexts, the buffers and the graphs of one prepared request. A request whose shape's graphs
+another thread is running, or capturing, is served as before meanwhile: none waits for another.
 
-The cache is bounded by a count of shapes and by bytes: each prepared request's contexts cost
-their activation memory (engines.context_memory_size) and its buffers on the GPU hold its inputs
-and outputs. A new shape takes the place of shapes that served fewer than half as many requests
-as it was sent (counts halved every so often, so that shapes no longer sent give way), the least
-recently used first, and none that is running; where that frees too little, it is not kept this
-time, and is tried again once it has been sent that much more often again. So a workload of
-more shapes than the cache holds, sent alike, keeps the shapes captured first instead of
-capturing anew all along. A shape whose graphs would not fit even alone is never cached;
-neither is one where the engine does not share profiles and the profile's one context cannot
-replay a graph for it (PreparedRequest.uses_graphs is then false).
+The cache is bounded by a count of shapes and by bytes: `estimate(shapes)` tells, before any
+capture, what a shape's graphs would hold (its contexts' activation memory, and its inputs' and
+outputs' bytes, which it holds on the GPU and in page-locked host memory alike). A new shape
+takes the place of shapes that served fewer than half as many requests as it was sent (counts
+halved every so often, so that shapes no longer sent give way), the least recently used first,
+and none that is running; where that frees too little, it waits until it has been sent that
+much more often. So a workload of more shapes than the cache holds, sent alike, keeps the
+shapes captured first instead of capturing anew all along. A shape larger than the cache is
+never captured; one whose prepared request replays no graph (an engine that does not share
+profiles, on a profile of a range: PreparedRequest.uses_graphs false) is freed and never
+captured again; one whose capture failed is tried again after RETRY_AFTER more requests.
 
 Nothing here imports TensorRT or CUDA: the prepared requests come from `prepare`.
 """
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dynamic_shapes.arrays import PAGEABLE
+
 log = logging.getLogger(__name__)
 
 # The defaults (Dispatcher's graphs_after, graph_shapes, graph_bytes): a shape's second request
@@ -43,19 +46,31 @@ log = logging.getLogger(__name__)
 DEFAULT_AFTER = 1
 DEFAULT_SHAPES = 32
 DEFAULT_BYTES = 1 << 30
-# How many shapes are counted until they are seen again: the oldest are forgotten first.
+# How many shapes are counted, and remembered as not to be captured: the oldest go first.
 SHAPES_COUNTED = 4096
 # How often every count is halved: after this many lookups per shape the cache holds.
 AGE_EVERY = 16
+# How many more requests a shape whose capture failed is served as before until it is tried again.
+RETRY_AFTER = 100
+
+
+def check_limits(after, shapes, max_bytes) -> None:
+    """ValueError unless the limits are integers in range; `after` may be None (no graphs)."""
+    for name, value, least in (("graphs_after", after, 1), ("graph_shapes", shapes, 1),
+                               ("graph_bytes", max_bytes, 0)):  # fmt: skip
+        if name == "graphs_after" and value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{name} must be an integer of {least} or more, got {value!r}")
 
 
 @dataclass(frozen=True)
 class GraphStats:
-    """What the cache has done so far. Each request with host arrays counts once, as a hit, a
-    miss or busy. hits: requests served from their shape's graphs; misses: requests of a shape
-    without graphs (yet); busy: requests served as before because their shape's graphs were in
-    use or being captured; captures: shapes whose graphs were captured; evictions: shapes freed
-    to make room; shapes and bytes: what the cache holds now."""
+    """What the cache has done so far. Each request it is asked to serve counts once, as a hit,
+    a miss or busy. hits: requests served from their shape's graphs; misses: requests of a
+    shape without graphs (yet); busy: requests served as before because their shape's graphs
+    were in use or being captured; captures: shapes whose graphs were captured; evictions:
+    shapes freed to make room; shapes and bytes: what the cache holds now."""
 
     hits: int
     misses: int
@@ -68,44 +83,41 @@ class GraphStats:
 
 @dataclass
 class _Entry:
-    prepared: object  # a PreparedRequest
+    prepared: object  # a PreparedRequest; None once freed
     inputs: list  # its page-locked inputs, in the engine's input order
     outputs: list  # its page-locked outputs, in the engine's output order
     bytes: int
-    lock: threading.Lock
+    lock: threading.Lock  # held while it runs, and while it is freed
     requests: int  # the shape's requests, those before its capture included (halved by _age)
 
 
 class ShapeGraphs:
-    """The graphs of the shapes a dispatcher has seen again. `prepare(shapes)` returns a
+    """The graphs of the shapes a dispatcher has been sent again. `prepare(shapes)` returns a
     PreparedRequest of those shapes with page-locked inputs and outputs of its own, recording
-    nothing; `context_bytes` is one execution context's activation memory."""
+    nothing; `estimate(shapes)` the bytes its graphs would hold."""
 
-    def __init__(self, prepare, input_names, output_names, context_bytes,
+    def __init__(self, prepare, estimate, input_names, output_names,
                  after=DEFAULT_AFTER, shapes=DEFAULT_SHAPES, max_bytes=DEFAULT_BYTES):  # fmt: skip
-        for name, value, least in (("graphs_after", after, 1), ("graph_shapes", shapes, 1),
-                                   ("graph_bytes", max_bytes, 0)):  # fmt: skip
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise ValueError(f"{name} must be an integer of {least} or more, got {value!r}")
-        self._prepare = prepare
+        check_limits(after, shapes, max_bytes)
+        self._prepare, self._estimate = prepare, estimate
         self._input_names, self._output_names = list(input_names), list(output_names)
-        self._context_bytes = context_bytes
         self.after, self.max_shapes, self.max_bytes = after, shapes, max_bytes
         self._entries = OrderedDict()  # shapes -> _Entry, least recently used first
-        self._seen = OrderedDict()  # shapes -> requests served without graphs
-        self._refused = set()  # shapes not to capture: too large, or no graph to replay
-        self._sizes = {}  # shapes -> bytes, of the captures that did not fit
+        self._seen = OrderedDict()  # shapes -> requests sent without graphs (negative: backoff)
+        self._refused = OrderedDict()  # shapes never to capture -> None
         self._capturing = set()
-        self._lock = threading.Lock()  # the dicts, the sets and the counters
+        self._lock = threading.Lock()  # the dicts, the set and the counters
         self._bytes = self._lookups = 0
         self._hits = self._misses = self._captures = self._evictions = self._busy = 0
         self._closed = False
 
     def serve(self, shapes: tuple, sources: list, targets: list) -> bool:
         """Serves a request of `shapes` from its graphs, its inputs from the host arrays of
-        `sources` and its outputs into those of `targets` (arrays.Tensor); False where it is to
-        be served as before: GPU arrays, a shape not seen often enough, or its graphs busy."""
-        if any(t.host is None for t in sources) or any(t.host is None for t in targets):
+        `sources` and its outputs into those of `targets` (located arrays.Tensors); False where
+        it is to be served as before (see the module's docstring), counting nothing where its
+        arrays are not the cache's to serve."""
+        tensors = (*sources, *targets)
+        if any(t.host is None for t in tensors) or all(t.kind != PAGEABLE for t in tensors):
             return False
         entry = self._entries.get(shapes)
         if entry is None:
@@ -137,10 +149,13 @@ class ShapeGraphs:
         return True
 
     def _capture(self, shapes: tuple):
-        """The entry of `shapes`, captured now where it has been seen `after` times before and
-        there is room for it; None where the request is to be served as before."""
+        """The entry of `shapes`: one there already, or captured now where the shape has been
+        sent `after` times before and there is room for it; None where the request is to be
+        served as before."""
         with self._lock:
             self._age()
+            if shapes in self._entries:  # captured by another thread since it was looked up
+                return self._entries[shapes]
             if self._closed or shapes in self._refused:
                 self._misses += 1
                 return None
@@ -151,98 +166,127 @@ class ShapeGraphs:
             self._seen[shapes] = count
             if len(self._seen) > SHAPES_COUNTED:
                 self._seen.popitem(last=False)
-            if count <= self.after or not self._may_make_room(count, self._sizes.get(shapes)):
+            if count <= self.after:
                 self._misses += 1
                 return None
             self._capturing.add(shapes)
-        prepared = None
         try:
-            try:
-                prepared = self._prepare(shapes)
-            except Exception as error:  # e.g. no GPU memory left for another context
-                log.warning("no CUDA graphs for shapes %s: %s", shapes, error)
-                with self._lock:
-                    self._refused.add(shapes)
-                    self._misses += 1
-                return None
-            entry = _Entry(
-                prepared,
-                [prepared.inputs[name] for name in self._input_names],
-                [prepared.outputs[name] for name in self._output_names],
-                prepared.own_contexts * self._context_bytes
-                + sum(a.nbytes for a in prepared.inputs.values())
-                + sum(a.nbytes for a in prepared.outputs.values()),
-                threading.Lock(),
-                count - 1,  # the request that captures it counts once it is served
-            )
-            with self._lock:
-                if not prepared.uses_graphs or entry.bytes > self.max_bytes:
-                    self._refused.add(shapes)  # never worth capturing again
-                    kept = False
-                else:
-                    kept = not self._closed and self._make_room(entry.bytes, count)
-                if kept:
-                    self._seen.pop(shapes, None)
-                    self._sizes.pop(shapes, None)
-                    self._entries[shapes] = entry
-                    self._bytes += entry.bytes
-                    self._captures += 1
-                else:
-                    self._seen[shapes] = 0  # to be seen as often as the others again first
-                    self._sizes[shapes] = entry.bytes  # not to be captured until it fits
-                    if len(self._sizes) > SHAPES_COUNTED:
-                        self._sizes.pop(next(iter(self._sizes)))
-                    self._misses += 1
-            if not kept:
-                prepared.close()
-                return None
-            return entry
-        except BaseException:
-            if prepared is not None:
-                prepared.close()
-            raise
+            return self._capture_counted(shapes, count)
         finally:
             with self._lock:
                 self._capturing.discard(shapes)
 
-    def _victims(self, count: int):
-        """The entries that may be freed for a shape seen `count` times, least recently used
+    def _capture_counted(self, shapes: tuple, count: int):
+        """_capture() for a shape sent `count` times, marked as being captured."""
+        try:
+            needed = self._estimate(shapes)
+            with self._lock:
+                if needed > self.max_bytes:
+                    return self._refuse(shapes)
+                if not self._may_make_room(count, needed):
+                    self._misses += 1
+                    return None
+            prepared = self._prepare(shapes)
+        except Exception as error:  # e.g. no GPU memory left for another context
+            log.warning(
+                "no CUDA graphs for shapes %s (tried again after %d more requests): %s",
+                shapes, RETRY_AFTER, error,
+            )  # fmt: skip
+            with self._lock:
+                self._seen[shapes] = self.after - RETRY_AFTER  # RETRY_AFTER more, then again
+                self._misses += 1
+            return None
+        entry = _Entry(
+            prepared,
+            [prepared.inputs[name] for name in self._input_names],
+            [prepared.outputs[name] for name in self._output_names],
+            needed,
+            threading.Lock(),
+            count - 1,  # the request that captures it counts once it is served
+        )
+        victims = []
+        with self._lock:
+            if not prepared.uses_graphs:
+                kept = self._refuse(shapes)
+            elif self._closed:
+                kept = None
+                self._misses += 1
+            else:
+                victims = self._make_room(needed, count)
+                kept = victims is not None
+                if kept:
+                    self._seen.pop(shapes, None)
+                    self._entries[shapes] = entry
+                    self._bytes += needed
+                    self._captures += 1
+                else:  # the shapes to free were running: to be sent as often again first
+                    self._seen[shapes] = 0
+                    self._misses += 1
+        for victim in victims or ():
+            self._close_entry(victim)
+        if not kept:
+            entry.lock.acquire()
+            self._close_entry(entry)
+            return None
+        return entry
+
+    def _refuse(self, shapes: tuple) -> None:
+        """Remembers `shapes` as never to be captured, and counts its request a miss. Holds
+        self._lock."""
+        self._refused[shapes] = None
+        if len(self._refused) > SHAPES_COUNTED:
+            self._refused.popitem(last=False)
+        self._seen.pop(shapes, None)
+        self._misses += 1
+
+    def _victims(self, count: int) -> list:
+        """The entries that may be freed for a shape sent `count` times, least recently used
         first: those that served fewer than half as many requests, so that shapes sent about
         as often do not take each other's place. Holds self._lock."""
         return [(s, e) for s, e in self._entries.items() if 2 * e.requests < count]
 
-    def _may_make_room(self, count: int, needed) -> bool:
-        """Whether a shape seen `count` times may be captured: a place is free, or a victim
-        (above) could be freed, and, where its size is known (`needed` bytes, from a capture
-        that did not fit), the bytes free and the victims' hold it. Holds self._lock."""
+    def _may_make_room(self, count: int, needed: int) -> bool:
+        """Whether a shape sent `count` times, whose graphs hold `needed` bytes, may be captured:
+        a place and the bytes are free, or victims (above) would free them. Holds self._lock."""
         victims = self._victims(count)
         if len(self._entries) >= self.max_shapes and not victims:
             return False
-        return (
-            needed is None
-            or self.max_bytes - self._bytes + sum(entry.bytes for _, entry in victims) >= needed
-        )
+        freeable = sum(entry.bytes for _, entry in victims)
+        return self.max_bytes - self._bytes + freeable >= needed
 
-    def _make_room(self, needed: int, count: int) -> bool:
-        """Frees victims (above) that are not running until one more entry of `needed` bytes
-        fits; False, freeing nothing, where it cannot. Holds self._lock."""
-        free, freed = self.max_bytes - self._bytes, []
+    def _make_room(self, needed: int, count: int):
+        """Takes out the victims (above) that are not running until one more entry of `needed`
+        bytes fits, and returns them, locked, for the caller to close outside self._lock;
+        None, taking nothing, where they would free too little. Holds self._lock."""
+        free, taken = self.max_bytes - self._bytes, []
         shapes_left = len(self._entries)
         for shapes, entry in self._victims(count):
             if free >= needed and shapes_left < self.max_shapes:
                 break
-            if entry.lock.acquire(blocking=False):  # released once freed, below
-                freed.append(shapes)
+            if entry.lock.acquire(blocking=False):  # released once closed
+                taken.append(shapes)
                 free += entry.bytes
                 shapes_left -= 1
         if free < needed or shapes_left >= self.max_shapes:
-            for shapes in freed:
+            for shapes in taken:
                 self._entries[shapes].lock.release()
-            return False
-        for shapes in freed:
-            self._free(self._entries.pop(shapes))
-            self._evictions += 1
-        return True
+            return None
+        victims = [self._entries.pop(shapes) for shapes in taken]
+        self._bytes -= sum(entry.bytes for entry in victims)
+        self._evictions += len(victims)
+        return victims
+
+    @staticmethod
+    def _close_entry(entry: _Entry) -> None:
+        """Closes an entry taken out of the cache, whose lock the caller holds, and releases
+        the lock, whatever closing raises (it is logged)."""
+        prepared, entry.prepared = entry.prepared, None
+        try:
+            prepared.close()
+        except Exception as error:
+            log.warning("freeing the CUDA graphs of a shape failed: %s", error)
+        finally:
+            entry.lock.release()
 
     def _age(self) -> None:
         """Every AGE_EVERY lookups per shape held, halves every count: a shape no longer sent
@@ -253,17 +297,8 @@ class ShapeGraphs:
         self._lookups = 0
         for entry in self._entries.values():
             entry.requests //= 2
-        for shapes in list(self._seen):
-            self._seen[shapes] //= 2
-
-    def _free(self, entry: _Entry) -> None:
-        """Closes an entry whose lock the caller holds, and releases the lock."""
-        self._bytes -= entry.bytes
-        prepared, entry.prepared = entry.prepared, None
-        try:
-            prepared.close()
-        finally:
-            entry.lock.release()
+        for shapes, count in self._seen.items():
+            self._seen[shapes] = count // 2 if count > 0 else count
 
     def stats(self) -> GraphStats:
         with self._lock:
@@ -271,18 +306,19 @@ class ShapeGraphs:
                               self._busy, len(self._entries), self._bytes)  # fmt: skip
 
     def clear(self) -> None:
-        """Frees every shape's graphs, once the run in progress on each is done; shapes sent
+        """Frees every shape's graphs, each once the run in progress on it is done; shapes sent
         again are captured again."""
         with self._lock:
             entries = list(self._entries.values())
             self._entries.clear()
+            self._bytes -= sum(entry.bytes for entry in entries)
         for entry in entries:
             entry.lock.acquire()
-            with self._lock:
-                self._free(entry)
+            self._close_entry(entry)
 
     def close(self) -> None:
-        """Frees every shape's graphs, and captures no more."""
+        """Frees every shape's graphs, and captures no more (a capture in progress on another
+        thread is freed when it ends)."""
         with self._lock:
             self._closed = True
         self.clear()
