@@ -162,13 +162,41 @@ def test_a_shape_whose_graphs_fail_to_close_does_not_keep_the_others():
     assert Prepared.made[1].closed and graphs.stats().shapes == 0
 
 
-def test_page_locked_requests_are_left_to_the_direct_copies():
+def test_page_locked_inputs_are_left_to_the_direct_copies():
     graphs = cache()
     images = np.zeros((2, *ITEM), np.float32)
-    locked = [tensor(images, PAGE_LOCKED)], [tensor(np.empty_like(images), PAGE_LOCKED)]
-    for _ in range(3):
-        assert not graphs.serve((images.shape,), *locked)
+    for out in (PAGE_LOCKED, PAGEABLE):
+        locked = [tensor(images, PAGE_LOCKED)], [tensor(np.empty_like(images), out)]
+        for _ in range(3):
+            assert not graphs.serve((images.shape,), *locked)
     assert graphs.stats() == GraphStats(0, 0, 0, 0, 0, 0, 0) and not Prepared.made
+
+
+def test_graphs_that_fail_to_run_raise_and_are_freed():
+    graphs = cache()
+    request(graphs, 2)
+    request(graphs, 2)
+    (prepared,) = Prepared.made
+
+    def fail():
+        raise RuntimeError("the graph failed")
+
+    prepared.run = fail
+    with pytest.raises(RuntimeError, match="the graph failed"):
+        request(graphs, 2)
+    assert prepared.closed and graphs.stats().shapes == graphs.stats().bytes == 0
+    stats = graphs.stats()
+    assert stats.hits + stats.misses + stats.busy == 3
+
+
+def test_a_count_larger_than_ageing_keeps_is_still_reached():
+    # Counts halve every 16 requests here; a shape's count up to graphs_after is not halved.
+    graphs = cache(after=31, shapes=1)
+    served = []
+    for _ in range(40):
+        served.append(request(graphs, 1)[0])
+        request(graphs, 2)
+    assert served.index(True) == 31
 
 
 def test_a_running_shape_is_not_waited_for_nor_freed():

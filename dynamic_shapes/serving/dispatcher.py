@@ -78,8 +78,9 @@ class Dispatcher:
 
     On the lean path with CUDA graphs, infer() serves a shape it has served `graphs_after` times
     before from CUDA graphs captured for it, on contexts of their own (shape_graphs.py), for at
-    most `graph_shapes` shapes and `graph_bytes` of GPU memory, the least recently used freed
-    first; `graphs_after=None` turns that off. `graph_stats()` counts what it did.
+    most `graph_shapes` shapes holding `graph_bytes` (their contexts' activation memory, inputs
+    and outputs), the shapes sent least freed first; `graphs_after=None` turns that off.
+    `graph_stats()` counts what it did.
     """
 
     def __init__(

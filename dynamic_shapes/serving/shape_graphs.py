@@ -3,12 +3,13 @@ shapes it has served `after` times before from a prepared request of those shape
 (Dispatcher.prepare: execution contexts of its own, one CUDA graph of each chunk's copies and
 inference), instead of working the request out again.
 
-Which requests: those with a pageable array among their inputs or outputs, whose staging
-copies on the host infer() makes anyway. The request's host arrays are copied into the
+Which requests: those with an ordinary (pageable) NumPy array among their inputs, whose
+staging copies on the host infer() makes anyway. The request's host arrays are copied into the
 prepared request's page-locked inputs, its graphs replay, and its outputs are copied into the
 arrays infer() returns (or `out`): what is gone is the Python work infer() redid per request.
-Requests whose arrays are all page-locked are copied straight to and from the GPU, as before;
-requests with GPU arrays, and padded ones, are served as before too.
+Requests whose inputs are page-locked are copied straight to the GPU, as before; requests with
+GPU arrays, and padded ones, are served as before too. A request whose graphs fail to run
+raises, as infer() would, and its shape's graphs are freed.
 
 The capture runs on the thread of the request that triggers it, which pays for it: the
 contexts, the buffers and the graphs of one prepared request. A request whose shape's graphs
@@ -31,7 +32,7 @@ Nothing here imports TensorRT or CUDA: the prepared requests come from `prepare`
 
 import logging
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,7 +89,7 @@ class _Entry:
     outputs: list  # its page-locked outputs, in the engine's output order
     bytes: int
     lock: threading.Lock  # held while it runs, and while it is freed
-    requests: int  # the shape's requests, those before its capture included (halved by _age)
+    requests: int  # the shape's requests, those before its capture included (halved by _count)
 
 
 class ShapeGraphs:
@@ -108,16 +109,18 @@ class ShapeGraphs:
         self._capturing = set()
         self._lock = threading.Lock()  # the dicts, the set and the counters
         self._bytes = self._lookups = 0
-        self._hits = self._misses = self._captures = self._evictions = self._busy = 0
+        self._counts = Counter()  # hits, misses, busy, captures, evictions
         self._closed = False
 
     def serve(self, shapes: tuple, sources: list, targets: list) -> bool:
         """Serves a request of `shapes` from its graphs, its inputs from the host arrays of
         `sources` and its outputs into those of `targets` (located arrays.Tensors); False where
         it is to be served as before (see the module's docstring), counting nothing where its
-        arrays are not the cache's to serve."""
-        tensors = (*sources, *targets)
-        if any(t.host is None for t in tensors) or all(t.kind != PAGEABLE for t in tensors):
+        arrays are not the cache's to serve: GPU arrays, or page-locked inputs, which are
+        copied straight to the GPU."""
+        if any(t.host is None for t in (*sources, *targets)) or all(
+            source.kind != PAGEABLE for source in sources
+        ):
             return False
         entry = self._entries.get(shapes)
         if entry is None:
@@ -126,23 +129,30 @@ class ShapeGraphs:
                 return False
         if not entry.lock.acquire(blocking=False):
             with self._lock:
-                self._busy += 1
+                self._count("busy")
+            return False
+        if entry.prepared is None:  # freed since it was looked up
+            entry.lock.release()
+            with self._lock:
+                self._count("misses")
             return False
         try:
-            if entry.prepared is None:  # freed since it was looked up
-                with self._lock:
-                    self._misses += 1
-                return False
             for array, source in zip(entry.inputs, sources, strict=True):
                 np.copyto(array, source.host, casting="no")
             entry.prepared.run()
             for target, output in zip(targets, entry.outputs, strict=True):
                 np.copyto(target.host, output, casting="no")
-        finally:
-            entry.lock.release()
+        except BaseException:  # its graphs are not to be run again: freed, and the error raised
+            with self._lock:
+                self._count("misses")
+                if self._entries.get(shapes) is entry:
+                    del self._entries[shapes]
+                    self._bytes -= entry.bytes
+            self._close_entry(entry)
+            raise
+        entry.lock.release()
         with self._lock:
-            self._age()
-            self._hits += 1
+            self._count("hits")
             entry.requests += 1
             if shapes in self._entries:
                 self._entries.move_to_end(shapes)
@@ -153,21 +163,20 @@ class ShapeGraphs:
         sent `after` times before and there is room for it; None where the request is to be
         served as before."""
         with self._lock:
-            self._age()
             if shapes in self._entries:  # captured by another thread since it was looked up
                 return self._entries[shapes]
             if self._closed or shapes in self._refused:
-                self._misses += 1
+                self._count("misses")
                 return None
             if shapes in self._capturing:
-                self._busy += 1
+                self._count("busy")
                 return None
             count = self._seen.pop(shapes, 0) + 1  # this request included
             self._seen[shapes] = count
             if len(self._seen) > SHAPES_COUNTED:
                 self._seen.popitem(last=False)
             if count <= self.after:
-                self._misses += 1
+                self._count("misses")
                 return None
             self._capturing.add(shapes)
         try:
@@ -184,33 +193,41 @@ class ShapeGraphs:
                 if needed > self.max_bytes:
                     return self._refuse(shapes)
                 if not self._may_make_room(count, needed):
-                    self._misses += 1
+                    self._count("misses")
                     return None
             prepared = self._prepare(shapes)
         except Exception as error:  # e.g. no GPU memory left for another context
+            if self._closed:  # the dispatcher closed meanwhile: nothing to try again
+                with self._lock:
+                    self._count("misses")
+                return None
             log.warning(
                 "no CUDA graphs for shapes %s (tried again after %d more requests): %s",
                 shapes, RETRY_AFTER, error,
             )  # fmt: skip
             with self._lock:
                 self._seen[shapes] = self.after - RETRY_AFTER  # RETRY_AFTER more, then again
-                self._misses += 1
+                self._count("misses")
             return None
-        entry = _Entry(
-            prepared,
-            [prepared.inputs[name] for name in self._input_names],
-            [prepared.outputs[name] for name in self._output_names],
-            needed,
-            threading.Lock(),
-            count - 1,  # the request that captures it counts once it is served
-        )
+        try:
+            entry = _Entry(
+                prepared,
+                [prepared.inputs[name] for name in self._input_names],
+                [prepared.outputs[name] for name in self._output_names],
+                needed,
+                threading.Lock(),
+                count - 1,  # the request that captures it counts once it is served
+            )
+        except BaseException:
+            prepared.close()
+            raise
         victims = []
         with self._lock:
             if not prepared.uses_graphs:
                 kept = self._refuse(shapes)
             elif self._closed:
                 kept = None
-                self._misses += 1
+                self._count("misses")
             else:
                 victims = self._make_room(needed, count)
                 kept = victims is not None
@@ -218,10 +235,10 @@ class ShapeGraphs:
                     self._seen.pop(shapes, None)
                     self._entries[shapes] = entry
                     self._bytes += needed
-                    self._captures += 1
+                    self._counts["captures"] += 1
                 else:  # the shapes to free were running: to be sent as often again first
                     self._seen[shapes] = 0
-                    self._misses += 1
+                    self._count("misses")
         for victim in victims or ():
             self._close_entry(victim)
         if not kept:
@@ -237,7 +254,7 @@ class ShapeGraphs:
         if len(self._refused) > SHAPES_COUNTED:
             self._refused.popitem(last=False)
         self._seen.pop(shapes, None)
-        self._misses += 1
+        self._count("misses")
 
     def _victims(self, count: int) -> list:
         """The entries that may be freed for a shape sent `count` times, least recently used
@@ -273,7 +290,7 @@ class ShapeGraphs:
             return None
         victims = [self._entries.pop(shapes) for shapes in taken]
         self._bytes -= sum(entry.bytes for entry in victims)
-        self._evictions += len(victims)
+        self._counts["evictions"] += len(victims)
         return victims
 
     @staticmethod
@@ -288,9 +305,12 @@ class ShapeGraphs:
         finally:
             entry.lock.release()
 
-    def _age(self) -> None:
-        """Every AGE_EVERY lookups per shape held, halves every count: a shape no longer sent
-        gives way to those sent now. Holds self._lock."""
+    def _count(self, kind: str) -> None:
+        """Counts a request as a hit, a miss or busy: once for each, and ages the counts every
+        AGE_EVERY * graph_shapes requests, halving each shape's: a shape no longer sent gives
+        way to those sent now. A count of `after` or less is not aged (nor is a failed capture's
+        backoff), so that every shape sent `after` times is tried. Holds self._lock."""
+        self._counts[kind] += 1
         self._lookups += 1
         if self._lookups < AGE_EVERY * self.max_shapes:
             return
@@ -298,12 +318,14 @@ class ShapeGraphs:
         for entry in self._entries.values():
             entry.requests //= 2
         for shapes, count in self._seen.items():
-            self._seen[shapes] = count // 2 if count > 0 else count
+            if count > self.after:
+                self._seen[shapes] = max(self.after, count // 2)
 
     def stats(self) -> GraphStats:
         with self._lock:
-            return GraphStats(self._hits, self._misses, self._captures, self._evictions,
-                              self._busy, len(self._entries), self._bytes)  # fmt: skip
+            c = self._counts
+            return GraphStats(c["hits"], c["misses"], c["captures"], c["evictions"], c["busy"],
+                              len(self._entries), self._bytes)  # fmt: skip
 
     def clear(self) -> None:
         """Frees every shape's graphs, each once the run in progress on it is done; shapes sent
