@@ -379,7 +379,7 @@ SHAPES_AGAIN = (1, 4, 13, 32, 77, 128, 300)
 
 
 def test_shapes_sent_again_are_served_from_their_graphs_from_fresh_arrays(engine):
-    with Dispatcher(engine) as dispatcher:
+    with Dispatcher(engine, graphs_after=1) as dispatcher:
         for round_ in range(3):  # new arrays for every request: the graphs copy from them
             for batch in SHAPES_AGAIN:
                 images = random_images(batch, seed=round_ * 1000 + batch)
@@ -402,18 +402,23 @@ def test_shapes_sent_again_are_served_from_their_graphs_from_fresh_arrays(engine
 
 
 def test_a_dispatcher_with_graphs_nobody_closed_lets_go_of_its_engine_when_dropped(engine):
-    dispatcher = Dispatcher(engine)
+    dispatcher = Dispatcher(engine, graphs_after=1)
     for _ in range(3):
         dispatcher.infer(random_images(4))
     assert dispatcher.graph_stats().captures == 1
     del dispatcher  # no cycle holds it: freed at once, without the garbage collector
-    with Dispatcher(engine) as again:
+    with Dispatcher(engine, graphs_after=1) as again:
         images = random_images(4)
         check_identity(images, again.infer(images))
 
 
-def test_graphs_of_shapes_sent_again_are_off_where_asked_or_where_there_are_no_graphs(engine):
-    for options in ({"graphs_after": None}, {"cuda_graphs": False}, {"path": "runner"}):
+def test_graphs_of_shapes_sent_again_are_off_by_default_and_where_there_are_no_graphs(engine):
+    for options in (
+        {},
+        {"graphs_after": None},
+        {"graphs_after": 1, "cuda_graphs": False},
+        {"graphs_after": 1, "path": "runner"},
+    ):
         with Dispatcher(engine, **options) as dispatcher:
             for _ in range(3):
                 images = random_images(4, seed=4)
@@ -421,12 +426,12 @@ def test_graphs_of_shapes_sent_again_are_off_where_asked_or_where_there_are_no_g
             assert dispatcher.graph_stats() is None, options
     with pytest.raises(ValueError, match="graphs_after must be an integer of 1 or more"):
         Dispatcher(engine, graphs_after=0)
-    with Dispatcher(engine) as dispatcher:  # the refusal left the engine free
+    with Dispatcher(engine, graphs_after=1) as dispatcher:  # the refusal left the engine free
         assert dispatcher.graph_stats().hits == 0
 
 
 def test_the_graphs_kept_stay_within_their_limits_and_serve_exactly(engine):
-    with Dispatcher(engine, graph_shapes=2) as dispatcher:
+    with Dispatcher(engine, graphs_after=1, graph_shapes=2) as dispatcher:
         for round_ in range(4):
             for batch in SHAPES_AGAIN:
                 images = random_images(batch, seed=round_ * 1000 + batch)
@@ -445,7 +450,7 @@ def test_shapes_sent_again_from_8_threads_are_all_exact(engine):
             images = random_images(batch, seed=thread * 100 + request)
             check_identity(images, dispatcher.infer(images))
 
-    with Dispatcher(engine, contexts_per_profile=2) as dispatcher:
+    with Dispatcher(engine, contexts_per_profile=2, graphs_after=1) as dispatcher:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(serve, range(8)))
         stats = dispatcher.graph_stats()

@@ -199,7 +199,7 @@ def test_the_recorder_sees_every_request_served(engine):
     recorded = Recorded()
     sent = [(1, 16), (1, 16), (40, 100), (40, 100), (1, 16)]  # sent again: from their graphs
     # Room for (40, 100)'s two chunks on contexts of their own, whatever they take.
-    with Dispatcher(engine, recorder=recorded, graph_bytes=1 << 36) as dispatcher:
+    with Dispatcher(engine, recorder=recorded, graphs_after=1, graph_bytes=1 << 36) as dispatcher:
         for batch, sequence in sent:
             dispatcher.infer(random_tokens(batch, sequence))
         assert dispatcher.graph_stats().hits == 3  # recorded once each all the same

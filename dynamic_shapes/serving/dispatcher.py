@@ -42,7 +42,6 @@ from dynamic_shapes.serving.request_checks import (
 from dynamic_shapes.serving.routing import check_rule, plan_route
 from dynamic_shapes.serving.runner_executor import RunnerExecutor
 from dynamic_shapes.serving.shape_graphs import (
-    DEFAULT_AFTER,
     DEFAULT_BYTES,
     DEFAULT_SHAPES,
     ShapeGraphs,
@@ -76,11 +75,12 @@ class Dispatcher:
     `recorder`, where given, has `.record({input name: shape})` called for every request served
     (planner.recorder.WorkloadRecorder).
 
-    On the lean path with CUDA graphs, infer() serves a shape it has served `graphs_after` times
-    before from CUDA graphs captured for it, on contexts of their own (shape_graphs.py), for at
-    most `graph_shapes` shapes holding `graph_bytes` (their contexts' activation memory, inputs
-    and outputs), the shapes sent least freed first; `graphs_after=None` turns that off.
-    `graph_stats()` counts what it did.
+    With `graphs_after` set (1: from a shape's second request), on the lean path with CUDA
+    graphs, infer() serves a shape it has served `graphs_after` times before from CUDA graphs
+    captured for it, on contexts of their own (shape_graphs.py), for at most `graph_shapes`
+    shapes holding `graph_bytes` (their contexts' activation memory, inputs and outputs), the
+    shapes sent least freed first; `graph_stats()` counts what it did. It is off by default
+    (None): docs/serving.md says why.
     """
 
     def __init__(
@@ -93,7 +93,7 @@ class Dispatcher:
         routing="nearest-opt",
         pad_with_mask=None,
         recorder=None,
-        graphs_after=DEFAULT_AFTER,
+        graphs_after=None,
         graph_shapes=DEFAULT_SHAPES,
         graph_bytes=DEFAULT_BYTES,
     ):

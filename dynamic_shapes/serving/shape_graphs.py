@@ -41,9 +41,9 @@ from dynamic_shapes.arrays import PAGEABLE
 
 log = logging.getLogger(__name__)
 
-# The defaults (Dispatcher's graphs_after, graph_shapes, graph_bytes): a shape's second request
-# is captured; at most 32 shapes and 1 GiB of GPU memory, about twenty convnet shapes of one
-# chunk each.
+# The defaults: a shape's second request is captured (the graphs_after a caller turning them on
+# passes; the Dispatcher's own default is None, off); at most 32 shapes and 1 GiB of GPU memory,
+# about twenty convnet shapes of one chunk each (the Dispatcher's graph_shapes and graph_bytes).
 DEFAULT_AFTER = 1
 DEFAULT_SHAPES = 32
 DEFAULT_BYTES = 1 << 30

@@ -131,8 +131,9 @@ def serve_load(engine, args, progress, barrier=None, seed=1) -> dict:
         # Warm-up: thread stacks, allocator pools and the plan cache settle here.
         progress(f"load: warm-up, {args.threads} x {args.warmup} requests")
         send_requests(dispatcher, memory, args.threads, args.warmup, args.max_batch, seed=0)
-        # The graphs of the shapes sent again hold memory by design, within their limits: they
-        # are freed where memory is measured, so that what grows between is what a leak is.
+        # Where the graphs of the shapes sent again are on, they hold memory by design, within
+        # their limits: they are freed where memory is measured, so that what grows between is
+        # what a leak is.
         dispatcher.free_graphs()
         barrier.wait()
         device_before, host_before = settled(device_memory_in_use), settled(resident_host_memory)
