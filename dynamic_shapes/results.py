@@ -47,9 +47,10 @@ TEXT_FILES = ("example.txt", "inspect.txt", "suite.txt")
 
 # benchmark.py's names for its variants (tests/test_results.py holds them to benchmark.py's).
 FLOOR, GPU_FLOOR = BASELINE, GPU_BASELINE
-PREPARED = "dispatcher, prepared, "
+INFER = "dispatcher, "
+PREPARED = INFER + "prepared, "
 GRAPH = ", CUDA graph"
-PAGEABLE_INFER = ("dispatcher, pageable", "dispatcher, pageable, CUDA graph")
+PAGEABLE_INFER = (INFER + "pageable", INFER + "pageable" + GRAPH)
 ONE_CONTEXT = ", 1 context"
 
 

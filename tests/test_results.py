@@ -79,10 +79,9 @@ def test_the_serving_paths_are_pivoted_to_batch_rows_with_ratios_to_the_floor(tm
     gpu_floor = gpu_floor["bare execute, GPU-resident"]["median_us"]
     ratio = float(cells["prepared, GPU-resident, CUDA graph"].split("(")[1].rstrip("x)"))
     assert ratio == pytest.approx(0.45 * (26.0 + 0.35) / gpu_floor, abs=0.006)
-    # infer() has no graph on the dynamic profile: batch 4 shows a dash there.
-    through_infer = identity.split("Through `infer`")[1].split("Prepared requests")[0]
-    cells = dict(zip(row(through_infer, "batch"), row(through_infer, "4"), strict=True))
-    assert cells["pageable, CUDA graph"] == "-"
+    # A bare graph replays only on a profile of one shape: batch 4 shows a dash there.
+    cells = dict(zip(header, row(prepared, "4"), strict=True))
+    assert cells["bare graph replay, page-locked"] == "-"
 
 
 @pytest.mark.parametrize(("median", "met"), [(16.0, "yes"), (18.5, "no")])
