@@ -325,9 +325,10 @@ def log_message(line: str) -> str:
     return match.group(1).strip() if match else line
 
 
-def stop(server) -> None:
+def stop(server, log_path) -> None:
     """Stops the server as Ctrl-C would, waiting for its requests to finish; kills it if it
-    does not stop in time."""
+    does not stop in time, saying so with the last line of its log (Triton names there what
+    it still waited for)."""
     if server.poll() is None:
         server.send_signal(signal.SIGINT)
         try:
@@ -335,6 +336,14 @@ def stop(server) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+            lines = Path(log_path).read_text(errors="replace").splitlines()
+            last = log_message(next((line for line in reversed(lines) if line.strip()), "(no log)"))
+            print(
+                f"serve.py: tritonserver did not stop within {STOP_TIMEOUT_S} s and was killed; "
+                f"its log's last line: {last}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def serve(args, workspace: Path) -> None:
@@ -394,7 +403,7 @@ def serve(args, workspace: Path) -> None:
             return
         raise RuntimeError(f"tritonserver exited ({server.returncode}): {last_error(log_path)}")
     finally:
-        stop(server)
+        stop(server, log_path)
 
 
 def run(args) -> None:

@@ -400,3 +400,29 @@ def test_a_backend_folder_without_the_tensorrt_backend_is_named_in_one_line(engi
         "container, not with nvidia-pytriton; name a folder that holds one with "
         "--backend-directory"
     ]
+
+
+def test_a_server_that_does_not_stop_in_time_is_killed_and_its_last_log_line_told(
+    tmp_path, monkeypatch, capsys
+):
+    log = tmp_path / "tritonserver.log"
+    log.write_text(
+        'I1206 08:00:00.000000 1 server.cc:307] "Waiting for in-flight requests to complete."\n'
+        'I1206 08:00:01.000000 1 server.cc:338] "Timeout 29: Found 1 live models and 0 '
+        'in-flight non-inference requests"\n\n'
+    )
+    # A server that ignores Ctrl-C, as one that waits for a model that does not unload.
+    ignoring = (
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "print(flush=True); time.sleep(60)"
+    )
+    server = subprocess.Popen([sys.executable, "-c", ignoring], stdout=subprocess.PIPE)
+    server.stdout.readline()  # SIGINT is ignored from here on
+    monkeypatch.setattr(serve, "STOP_TIMEOUT_S", 0.5)
+    serve.stop(server, log)
+    server.stdout.close()
+    assert server.returncode == -9
+    assert capsys.readouterr().err == (
+        "serve.py: tritonserver did not stop within 0.5 s and was killed; its log's last line: "
+        "Timeout 29: Found 1 live models and 0 in-flight non-inference requests\n"
+    )

@@ -84,7 +84,9 @@ def server(transformer, tmp_path_factory):
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-            process.wait(60)
+        _, errors = process.communicate(timeout=60)
+    # serve.py stops the server as Ctrl-C does, and says so where it had to kill it instead.
+    assert "was killed" not in errors, errors
 
 
 @pytest.mark.gpu
