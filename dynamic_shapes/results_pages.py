@@ -175,6 +175,15 @@ def convenience_section(name: str, model: dict, t: dict) -> list:
                     row.append(f"{us(s['median_us'])} ({times(ratio)})")
             rows.append(row)
         out += [f"{title}:", "", *table([t["batch"], *map(short, columns)], rows)]
+    profiles = model["convenience"].get("infer_profile") or {}
+    rows = [
+        [short(variant), f"`{item['function']}`", us(item["us_per_infer"]),
+         f"{item['calls_per_infer']:g}"]
+        for variant, items in profiles.items()
+        for item in items
+    ]  # fmt: skip
+    if rows:
+        out += [f"{t['infer_profile']}:", "", *table(t["infer_profile_header"], rows)]
     return out
 
 

@@ -60,6 +60,10 @@ TEXT = {
         "A dash: not measured for that batch (the notes say why).",
         "through_infer": "Through `infer` and `TrtRunner.infer`",
         "prepared_and_floors": "Prepared requests and the bare loops",
+        "infer_profile": "Where `infer` spends its time at batch 1: each function's own time per "
+        "request under cProfile, whose own cost inflates every figure; the functions that take "
+        "the most",
+        "infer_profile_header": ["path", "function", "us per request", "calls per request"],
         "batch": "batch",
         "contexts": "7. Several contexts per profile: requests/s of {threads} threads "
         "(ratio to 1 context)",
@@ -260,6 +264,9 @@ TEXT = {
         f"主机数组对 `{FLOOR}`，GPU 数组对 `{GPU_FLOOR}`。短横线：该批大小未测量（原因见注）。",
         "through_infer": "经由 `infer` 和 `TrtRunner.infer`",
         "prepared_and_floors": "预备请求（prepared request）与裸循环",
+        "infer_profile": "批大小 1 时 `infer` 的时间花在哪里：cProfile 下每个函数每个请求的自身"
+        "时间（cProfile 本身的开销会抬高每个数字）；耗时最多的函数",
+        "infer_profile_header": ["路径", "函数", "每个请求的微秒数", "每个请求的调用次数"],
         "batch": "批大小",
         "contexts": "7. 每个配置文件多个上下文：{threads} 个线程的每秒请求数（相对 1 个上下文）",
         "model_batch": "模型，批大小",

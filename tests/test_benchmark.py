@@ -11,7 +11,13 @@ import onnx_graphsurgeon as gs
 import pytest
 
 import benchmark
-from dynamic_shapes.measure.convenience import BASELINE, COPIES, GPU_BASELINE, GRAPH_FLOOR
+from dynamic_shapes.measure.convenience import (
+    BASELINE,
+    COPIES,
+    GPU_BASELINE,
+    GRAPH_FLOOR,
+    INFER_PROFILED,
+)
 from dynamic_shapes.measure.report import latency_panels, report
 from dynamic_shapes.measure.sections import CONVENIENCE_BATCHES, SECTIONS
 from dynamic_shapes.measure.timing import summarize
@@ -165,6 +171,11 @@ def synthetic_model(wide_us, context_mib):
             "trtrunner_profile": [
                 {"function": "runner.py:1 infer", "us_per_infer": 500.0, "calls_per_infer": 1}
             ],
+            "infer_profile": {
+                "dispatcher, GPU-resident": [
+                    {"function": "pools.py:8 take", "us_per_infer": 1.5, "calls_per_infer": 1}
+                ]
+            },
         },
         "contexts": {
             "threads": 8,
@@ -204,6 +215,7 @@ def test_report_shows_a_table_per_measurement_with_ratios():
         "=== 5. TrtRunner activate + deactivate",
         "=== 6. Serving paths and the floors under them, batch 1",
         "=== Where TrtRunner.infer spends its time",
+        "=== Where infer spends its time, dispatcher, GPU-resident, batch 1",
         "=== 7. Concurrent requests for one profile: one context, or several, batch 4, 8 threads",
     ]:
         assert title in text
@@ -278,6 +290,10 @@ def test_quick_run_of_both_models_checks_and_writes_every_section(tmp_path):
             assert "dispatcher, prepared, GPU-resident, CUDA graph" in stats
             assert "dispatcher, page-locked" in stats and COPIES in stats
         assert set(model["contexts"]["by_batch"]) == {"4", "128"}
+        # Where infer's time goes at batch 1, for each kind of memory.
+        profiles = model["convenience"]["infer_profile"]
+        assert set(profiles) == set(INFER_PROFILED)
+        assert all(item["us_per_infer"] >= 0 for items in profiles.values() for item in items)
     # Activation memory: none for the identity, some for every context of the convnet.
     assert results["models"]["identity"]["memory"]["context_reported_mib"] == 0
     assert results["models"]["dynamic_convnet"]["memory"]["context_reported_mib"] > 1

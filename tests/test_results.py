@@ -82,6 +82,12 @@ def test_the_serving_paths_are_pivoted_to_batch_rows_with_ratios_to_the_floor(tm
     # A bare graph replays only on a profile of one shape: batch 4 shows a dash there.
     cells = dict(zip(header, row(prepared, "4"), strict=True))
     assert cells["bare graph replay, page-locked"] == "-"
+    # Where infer's time goes at batch 1, a row per function of each path profiled.
+    profile = identity.split("Where `infer` spends its time at batch 1")[1]
+    assert table_rows(profile) == [
+        ["page-locked, CUDA graph", "`dispatcher.py:229 infer`", "2.5", "1"],
+        ["page-locked, CUDA graph", "`pools.py:8 take`", "1.2", "1"],
+    ]
 
 
 @pytest.mark.parametrize(("median", "met"), [(16.0, "yes"), (18.5, "no")])

@@ -54,6 +54,12 @@ DISPATCHERS = {
 # Distinct arrays a request cycles through in the fresh-arrays row.
 FRESH_ARRAYS = 8
 FRESH = "dispatcher, pageable, fresh arrays, CUDA graph"
+# The infer() rows profiled at batch 1 (cProfile: each function's own time per request).
+INFER_PROFILED = (
+    "dispatcher, page-locked, CUDA graph",
+    "dispatcher, pageable",
+    "dispatcher, GPU-resident",
+)
 
 
 class Requests:
@@ -172,7 +178,7 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
         notes.append(GPU_ARRAYS_MISSING)
     pageable = engines.bare_loops(engines.narrow, pinned=False)
     pinned = engines.bare_loops(engines.narrow, pinned=True)
-    by_batch = {}
+    by_batch, infer_profile = {}, {}
     try:
         for batch in settings.convenience_batches:
             index = choose_profile(batch, ranges)
@@ -201,6 +207,13 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
                     pinned[index].capture(batch)
                 variants[GRAPH_FLOOR] = pinned[index].replay
             by_batch[batch] = interleave(variants, settings, progress, f"6. batch {batch}")
+            if batch == 1:  # where infer's time goes beyond the floor's, per kind of memory
+                progress("6. profiling infer")
+                infer_profile = {
+                    name: profile_calls(variants[name], settings.reps * 2)
+                    for name in INFER_PROFILED
+                    if name in variants
+                }
 
             reference.check(f"TrtRunner.infer, batch {batch}", request, runners[index].infer(
                 {spec.name: request}))  # fmt: skip
@@ -220,4 +233,9 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
         for runner in runners:
             deactivate_runner(runner)
         close_all([*dispatchers.values(), *pageable, *pinned])
-    return {"by_batch": by_batch, "notes": notes, "trtrunner_profile": top}
+    return {
+        "by_batch": by_batch,
+        "notes": notes,
+        "trtrunner_profile": top,
+        "infer_profile": infer_profile,
+    }

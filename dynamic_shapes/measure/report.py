@@ -100,6 +100,18 @@ def section_tables(key: str, section: dict) -> list:
                     rows,
                 )
             )
+        for variant, items in (section.get("infer_profile") or {}).items():
+            rows = [
+                [item["function"], f"{item['us_per_infer']:.1f}", f"{item['calls_per_infer']:g}"]
+                for item in items
+            ]
+            tables.append(
+                format_table(
+                    f"Where infer spends its time, {variant}, batch 1 (own time per call)",
+                    ["function", "us per infer", "calls per infer"],
+                    rows,
+                )
+            )
         return tables
     if key == "memory":
         rows = [
