@@ -84,6 +84,14 @@ def parse_args(argv=None):
     options.add_contexts_per_profile(
         parser, CONTEXTS_PER_PROFILE, "execution contexts serving each profile (%(default)s)"
     )
+    parser.add_argument(
+        "--graphs-after",
+        type=cli.positive,
+        metavar="N",
+        help="serve a shape sent N times before from CUDA graphs of its own, as "
+        "Dispatcher(graphs_after=N) does (docs/serving.md; lean path); off by default, as in "
+        "the Dispatcher",
+    )
     options.add_engine(
         parser,
         ENGINE_PATH,
@@ -99,6 +107,8 @@ def parse_args(argv=None):
     )
     args = parser.parse_args(argv)
     options.check_engine(parser, args.engine, MODEL_PATH)
+    if args.graphs_after is not None and args.path == "runner":
+        parser.error("--graphs-after needs --path lean; the runner path has no CUDA graphs")
     if args.memory != "pageable" and args.path == "runner":
         parser.error(f"--memory {args.memory} needs --path lean; the runner path is for NumPy")
     if args.memory == "gpu" and importlib.util.find_spec("cupy") is None:

@@ -96,3 +96,24 @@ def test_quick_keeps_the_counts_given_explicitly():
     assert "the counts given explicitly (--requests, --warmup, --dispatchers, --prepared, " in (
         help_text
     )
+
+
+def test_the_graphs_of_shapes_sent_again_are_off_unless_asked_and_said_where_on():
+    assert stress.parse_args([]).graphs_after is None  # as the Dispatcher's default
+    args = stress.parse_args(["--threads", "3", "--requests", "100", "--graphs-after", "1"])
+    shares = [share(300, 10.0, 14.0, 500.0, 501.0)]
+    load = combine_shares(shares, args)
+    assert load["graphs_after"] == 1
+    lifecycle = {
+        "dispatchers": 1, "dispatchers_device_mib_delta": 0.0, "prepared": 1,
+        "prepared_batches": [1], "prepared_device_mib_delta": 0.0, "activations": 1,
+        "activations_device_mib_delta": 0.0,
+    }  # fmt: skip
+    line = verdicts(load, lifecycle)[0][1]
+    assert "4 context(s) per profile, graphs of a shape after 1 request(s)): 300 served" in line
+    args.graphs_after = None
+    assert "4 context(s) per profile): 300 served" in verdicts(combine_shares(shares, args),
+                                                              lifecycle)[0][1]  # fmt: skip
+    result = run_script("stress.py", "--path", "runner", "--graphs-after", "1")
+    assert result.returncode == 2
+    assert "--graphs-after needs --path lean" in result.stderr

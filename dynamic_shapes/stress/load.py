@@ -125,7 +125,10 @@ def serve_load(engine, args, progress, barrier=None, seed=1) -> dict:
         progress(f"load: {done}/{total} requests" + (" per process" if args.processes > 1 else ""))
 
     with Dispatcher(
-        engine, path=args.path, contexts_per_profile=args.contexts_per_profile
+        engine,
+        path=args.path,
+        contexts_per_profile=args.contexts_per_profile,
+        graphs_after=args.graphs_after,
     ) as dispatcher:
         memory = Memory(args.memory, dispatcher, images, args.max_batch)
         # Warm-up: thread stacks, allocator pools and the plan cache settle here.

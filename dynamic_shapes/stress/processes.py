@@ -95,6 +95,7 @@ def combine_shares(shares, args) -> dict:
         "path": args.path,
         "memory": args.memory,
         "contexts_per_profile": args.contexts_per_profile,
+        "graphs_after": args.graphs_after,  # None: no graphs of the shapes sent again
         # Whether the processes' work ran on the GPU at once, through MPS, or in turns.
         "mps": all(share["mps"] for share in shares),
         "requests_served": served,

@@ -11,6 +11,8 @@ def verdicts(load, lifecycle) -> list:
     host = load["host_rss_mib_after"] - load["host_rss_mib_before"]
     rate = load["requests_served"] / load["seconds"]
     senders = f"{load['threads']} threads"
+    after = load.get("graphs_after")  # absent from runs recorded before the option
+    graphs = "" if after is None else f", graphs of a shape after {after} request(s)"
     host_owner = "resident host memory"
     if load["processes"] > 1:
         senders = f"{load['processes']} processes{' under MPS' * load['mps']} x {senders}"
@@ -20,7 +22,8 @@ def verdicts(load, lifecycle) -> list:
             load["errors"] == 0,
             f"load: {senders} x {load['requests_per_thread']} requests of batch "
             f"1..{load['max_batch']} ({load['path']} path, {load['memory']} memory, "
-            f"{load['contexts_per_profile']} context(s) per profile): {load['requests_served']} "
+            f"{load['contexts_per_profile']} context(s) per profile{graphs}): "
+            f"{load['requests_served']} "
             f"served ({load['images_served']} images) in {load['seconds']:.1f} s, {rate:.0f} "
             f"requests/s, {load['images_served'] / load['seconds']:.0f} images/s; per request "
             f"{load['infer_us_per_request']:.0f} us in infer(), "
