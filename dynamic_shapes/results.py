@@ -158,6 +158,11 @@ RUNS = (
         estimate_s=90,
     ),
     Run(
+        "stress-graphs.json",
+        "python3 stress.py --requests 5000 --graphs-after 1 --json $folder/stress-graphs.json",
+        estimate_s=90,
+    ),
+    Run(
         "stress-8x2-pageable.json",
         "python3 stress.py --processes 8 --threads 2 --requests 5000 "
         "--json $folder/stress-8x2-pageable.json",
