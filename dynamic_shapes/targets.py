@@ -44,15 +44,13 @@ def ratio_to_floor(stats: dict, variant: str) -> float | None:
     return stats[variant]["median_us"] / stats[floor_of(variant)]["median_us"]
 
 
-def within_floor(variant: str, limit: float, batches=None, models=None):
+def within_floor(variant: str, limit: float, batches=None):
     """A target: `variant` within `limit` of its floor at every batch measured (or `batches`),
-    for every model (or `models`)."""
+    for every model."""
 
     def evaluate(environment, t):
         parts, met = [], True
         for name, batch_stats in convenience(environment).items():
-            if models is not None and name not in models:
-                continue
             wanted = batches or tuple(batch_stats)
             ratios = [ratio_to_floor(batch_stats.get(b, {}), variant) for b in wanted]
             if None in ratios:  # not measured for this model (GPU arrays need CuPy)

@@ -105,6 +105,48 @@ def test_whether_a_target_is_met_is_computed_from_the_data(tmp_path, median, met
     assert cells[1:] == ["not measured", "-"]
 
 
+INFER_PAGE_LOCKED = (
+    "infer with page-locked arrays within 1.15x of the page-locked bare loop at batch 1, 4, 32 "
+    "and 128"
+)
+INFER_PAGEABLE = (
+    "infer with pageable arrays at batch 1 within 1.15x of the page-locked bare loop (identity; "
+    "fresh arrays for every request among them)"
+)
+
+
+def test_infer_is_judged_against_its_floors_at_the_batches_asked_for(tmp_path):
+    benchmark = data.benchmark()
+    identity = benchmark["models"]["identity"]["convenience"]["by_batch"]
+    english, _ = render(tmp_path / "as measured", {"benchmark.json": benchmark})
+    assert row(english, INFER_PAGE_LOCKED)[2] == "no"  # 1.3x the floor at every batch
+    cells = row(english, "infer with GPU arrays within 1.3x of a bare execute_async_v3 + "
+                         "synchronize")  # fmt: skip
+    assert cells[1].startswith("identity: 2.62x, 2.62x, 2.62x, 2.62x (batch 1, 4, 32, 128)")
+    assert cells[2] == "no"
+    # The fastest pageable path decides; every one measured is listed.
+    assert row(english, INFER_PAGEABLE)[1:] == [
+        "pageable 2.20x, pageable, CUDA graph 1.40x, pageable, fresh arrays, CUDA graph 1.45x",
+        "no",
+    ]
+    for model in benchmark["models"].values():
+        for batch_stats in model["convenience"]["by_batch"].values():
+            floor = batch_stats["bare loop, page-locked"]["median_us"]
+            batch_stats["dispatcher, page-locked, CUDA graph"] = data.stats(floor * 1.1)
+    identity["1"]["dispatcher, pageable, fresh arrays, CUDA graph"] = data.stats(
+        identity["1"]["bare loop, page-locked"]["median_us"] * 1.1
+    )
+    english, _ = render(tmp_path / "within", {"benchmark.json": benchmark})
+    assert row(english, INFER_PAGE_LOCKED)[2] == "yes"
+    assert row(english, INFER_PAGEABLE)[2] == "yes"
+    # A batch asked for but not measured: not measured, neither met nor missed.
+    for model in benchmark["models"].values():
+        del model["convenience"]["by_batch"]["1"]
+    english, _ = render(tmp_path / "without batch 1", {"benchmark.json": benchmark})
+    assert row(english, INFER_PAGE_LOCKED)[1:] == ["not measured", "-"]
+    assert row(english, INFER_PAGEABLE)[1:] == ["not measured", "-"]
+
+
 def table_rows(page: str) -> list:
     """The cells of every table row of a page, headers and rules left out."""
     lines = page.splitlines()

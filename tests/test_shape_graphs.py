@@ -5,6 +5,7 @@ arrays copied input to output: the dispatcher's own, with TensorRT, are tested i
 test_dispatch.py on the GPU."""
 
 import threading
+import time
 from typing import ClassVar
 
 import numpy as np
@@ -187,6 +188,43 @@ def test_graphs_that_fail_to_run_raise_and_are_freed():
     assert prepared.closed and graphs.stats().shapes == graphs.stats().bytes == 0
     stats = graphs.stats()
     assert stats.hits + stats.misses + stats.busy == 3
+
+
+def test_graphs_that_fail_to_run_while_being_freed_are_closed_once(caplog):
+    graphs = cache()
+    request(graphs, 2)
+    request(graphs, 2)
+    (prepared,) = Prepared.made
+    hold, closes = threading.Event(), []
+
+    def fail():
+        prepared.running.set()
+        hold.wait(5)
+        raise RuntimeError("the graph failed")
+
+    prepared.run, prepared.close = fail, lambda: closes.append(True)
+    prepared.running.clear()
+    errors = []
+
+    def serve():
+        try:
+            request(graphs, 2)
+        except RuntimeError as error:
+            errors.append(error)
+
+    failing = threading.Thread(target=serve)
+    failing.start()
+    assert prepared.running.wait(5)
+    # free_graphs() takes the shape out and waits for its run, which then fails.
+    freeing = threading.Thread(target=graphs.clear)
+    freeing.start()
+    while graphs.stats().shapes:
+        time.sleep(0.001)
+    hold.set()
+    failing.join()
+    freeing.join()
+    assert len(errors) == 1 and closes == [True]
+    assert "failed" not in caplog.text  # no second close, of what was freed already
 
 
 def test_a_count_larger_than_ageing_keeps_is_still_reached():

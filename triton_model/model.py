@@ -45,8 +45,8 @@ class TritonPythonModel:
         contexts = int(parameters["contexts_per_profile"]["string_value"])
         mask = parameters.get("pad_with_mask", {}).get("string_value") or None
         # Triton reports the model ready only once this returns: the engine is loaded and every
-        # context and buffer is in place, with the graphs of the profiles of one shape; the
-        # batch sizes sent again get graphs of their own as they come (docs/serving.md).
+        # context and buffer is in place, with the graphs of the profiles of one shape. The
+        # graphs of the shapes sent again are left off, as by default (docs/serving.md says why).
         self.dispatcher = Dispatcher(engine, contexts_per_profile=contexts, pad_with_mask=mask)
 
     def execute(self, requests):

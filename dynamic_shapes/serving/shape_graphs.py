@@ -296,10 +296,12 @@ class ShapeGraphs:
     @staticmethod
     def _close_entry(entry: _Entry) -> None:
         """Closes an entry taken out of the cache, whose lock the caller holds, and releases
-        the lock, whatever closing raises (it is logged)."""
+        the lock, whatever closing raises (it is logged). An entry closed already is left as it
+        is: clear() waits on the lock of an entry whose failed run closes it."""
         prepared, entry.prepared = entry.prepared, None
         try:
-            prepared.close()
+            if prepared is not None:
+                prepared.close()
         except Exception as error:
             log.warning("freeing the CUDA graphs of a shape failed: %s", error)
         finally:
