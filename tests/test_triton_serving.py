@@ -196,6 +196,7 @@ def test_sigterm_stops_the_server_and_leaves_nothing_running(server):
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
     assert "Stopping tritonserver" in process.stdout.read()
+    assert "was killed" not in process.stderr.read()  # it stopped as Ctrl-C stops it
     time.sleep(1)
     running = subprocess.run(
         ["pgrep", "-f", f"http-port={server['http']}"], capture_output=True, text=True
