@@ -4,10 +4,13 @@ cuda-bindings: page-locked memory, free memory, the GPU's name, whether MPS serv
 
 import contextlib
 import functools
+import logging
 import re
 import weakref
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 TENSORRT_INSTALL = "python3 -m pip install tensorrt"
 # What pip installs a library TensorRT loads from: the fix where the library cannot be found.
@@ -193,10 +196,14 @@ def capture_graph(stream, enqueue) -> tuple:
 def trim_graph_memory() -> None:
     """Gives the GPU memory CUDA keeps for graphs, and no graph uses now, back to the device:
     CUDA keeps what freed graphs held, to instantiate the next ones, and does not give it back
-    by itself."""
+    by itself. Where CUDA refuses, the memory stays kept: logged, not raised, since what the
+    graphs held is freed either way."""
     rt = cudart()
-    device = check_cuda(rt.cudaGetDevice(), "cudaGetDevice")
-    check_cuda(rt.cudaDeviceGraphMemTrim(device), "cudaDeviceGraphMemTrim")
+    try:
+        device = check_cuda(rt.cudaGetDevice(), "cudaGetDevice")
+        check_cuda(rt.cudaDeviceGraphMemTrim(device), "cudaDeviceGraphMemTrim")
+    except RuntimeError as error:
+        log.warning("the GPU memory CUDA keeps for graphs stays kept: %s", error)
 
 
 def destroy_graph(graph=None, graph_exec=None) -> None:

@@ -124,3 +124,4 @@ def test_requests_of_several_sequence_lengths_are_served_as_onnx_runtime_compute
     with pytest.raises(InferenceServerException, match="no profile holds the request"):
         infer(random_tokens(2, 600))
     assert np.isfinite(infer(random_tokens(1, 16))).all()  # serving on after a refusal
+    client.close()  # no connection left open for the server to wait on when it stops
