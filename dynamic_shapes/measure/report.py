@@ -88,26 +88,22 @@ def section_tables(key: str, section: dict) -> list:
             )
             for batch, stats in section["by_batch"].items()
         ]
-        if key == "convenience" and section.get("trtrunner_profile"):
-            rows = [
-                [item["function"], f"{item['us_per_infer']:.1f}", f"{item['calls_per_infer']:.0f}"]
-                for item in section["trtrunner_profile"]
-            ]
-            tables.append(
-                format_table(
-                    "Where TrtRunner.infer spends its time, batch 1 (own time per call)",
-                    ["function", "us per infer", "calls per infer"],
-                    rows,
-                )
-            )
-        for variant, items in (section.get("infer_profile") or {}).items():
+        # cProfile's functions of most own time: TrtRunner.infer's, and infer()'s per path.
+        profiles = [("Where TrtRunner.infer spends its time", section.get("trtrunner_profile"))]
+        profiles += [
+            (f"Where infer spends its time, {variant}", items)
+            for variant, items in (section.get("infer_profile") or {}).items()
+        ]
+        for title, items in profiles:
+            if not items:
+                continue
             rows = [
                 [item["function"], f"{item['us_per_infer']:.1f}", f"{item['calls_per_infer']:g}"]
                 for item in items
             ]
             tables.append(
                 format_table(
-                    f"Where infer spends its time, {variant}, batch 1 (own time per call)",
+                    f"{title}, batch 1 (own time per call)",
                     ["function", "us per infer", "calls per infer"],
                     rows,
                 )
