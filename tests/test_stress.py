@@ -14,6 +14,13 @@ from dynamic_shapes.stress.processes import (
 from dynamic_shapes.stress.verdicts import verdicts
 from tests.support import run_script
 
+# A lifecycle run without a leak, for the verdicts on a load.
+LIFECYCLE = {
+    "dispatchers": 1, "dispatchers_device_mib_delta": 0.0, "prepared": 1,
+    "prepared_batches": [1], "prepared_device_mib_delta": 0.0, "activations": 1,
+    "activations_device_mib_delta": 0.0,
+}  # fmt: skip
+
 
 def share(served, started, finished, host_before, host_after):
     return {
@@ -57,18 +64,13 @@ def test_shares_add_up_over_the_time_from_the_first_start_to_the_last_finish():
     assert [p["host_rss_mib_after"] for p in load["per_process"]] == [501.0, 490.0]
     assert [p["graphs"]["hits"] for p in load["per_process"]] == [290, 290]
 
-    lifecycle = {
-        "dispatchers": 1, "dispatchers_device_mib_delta": 0.0, "prepared": 1,
-        "prepared_batches": [1], "prepared_device_mib_delta": 0.0, "activations": 1,
-        "activations_device_mib_delta": 0.0,
-    }  # fmt: skip
-    results = verdicts(load, lifecycle)
+    results = verdicts(load, LIFECYCLE)
     assert [passed for passed, _ in results] == [True, True, True, True, True, True]
     assert "load: 2 processes x 3 threads x 100 requests" in results[0][1]
     # Where MPS served every process, the report says so.
     for one in shares:
         one["mps"] = True
-    text = verdicts(combine_shares(shares, args), lifecycle)[0][1]
+    text = verdicts(combine_shares(shares, args), LIFECYCLE)[0][1]
     assert "load: 2 processes under MPS x 3 threads" in text
     assert "120 requests/s, 1200 images/s" in results[0][1]
     assert "of the process whose memory grew most 480.0 MiB" in results[2][1]
@@ -104,16 +106,11 @@ def test_the_graphs_of_shapes_sent_again_are_off_unless_asked_and_said_where_on(
     shares = [share(300, 10.0, 14.0, 500.0, 501.0)]
     load = combine_shares(shares, args)
     assert load["graphs_after"] == 1
-    lifecycle = {
-        "dispatchers": 1, "dispatchers_device_mib_delta": 0.0, "prepared": 1,
-        "prepared_batches": [1], "prepared_device_mib_delta": 0.0, "activations": 1,
-        "activations_device_mib_delta": 0.0,
-    }  # fmt: skip
-    line = verdicts(load, lifecycle)[0][1]
+    line = verdicts(load, LIFECYCLE)[0][1]
     assert "4 context(s) per profile, graphs of a shape after 1 request(s)): 300 served" in line
     args.graphs_after = None
-    assert "4 context(s) per profile): 300 served" in verdicts(combine_shares(shares, args),
-                                                              lifecycle)[0][1]  # fmt: skip
+    line = verdicts(combine_shares(shares, args), LIFECYCLE)[0][1]
+    assert "4 context(s) per profile): 300 served" in line
     result = run_script("stress.py", "--path", "runner", "--graphs-after", "1")
     assert result.returncode == 2
     assert "--graphs-after needs --path lean" in result.stderr
