@@ -1,5 +1,6 @@
-"""CUDA graphs for the shapes a service sends again: Dispatcher.infer() serves a request whose
-shapes it has served `after` times before from a prepared request of those shapes
+"""CUDA graphs for the shapes a service sends again: where `graphs_after` turns them on (they are
+off by default), Dispatcher.infer() serves a request whose shapes it has served `after` times
+before from a prepared request of those shapes
 (Dispatcher.prepare: execution contexts of its own, one CUDA graph of each chunk's copies and
 inference), instead of working the request out again.
 
