@@ -2,6 +2,8 @@
 candidate's latency, throughput, memory and build time, beside the wide profile and the
 profiles given, and the winner as Polygraphy's options."""
 
+from pathlib import PurePath
+
 from dynamic_shapes.results_figures import count, times, us
 from dynamic_shapes.results_markdown import code_block, measured_with, table
 
@@ -23,7 +25,8 @@ def references(candidates: list) -> list:
 def plan_run(name: str, run: dict, t: dict) -> list:
     settings, candidates = run["settings"], sorted(run["candidates"], key=lambda c: c["rank"])
     held_against = references(run["candidates"])
-    out = [f"`{name}` (`{settings['model']}`):", ""]
+    # The model's file name: the folder it was measured in says nothing to a reader.
+    out = [f"`{name}` (`{PurePath(settings['model']).name}`):", ""]
     out += [t["plan_workload"].format(
         workload=run["workload"]["summary"], threads=settings["threads"],
         warmup=settings["warmup"], checked=settings["checked"],
