@@ -71,7 +71,7 @@ def model_path(text) -> Path:
 
 
 def value_range(text) -> tuple:
-    from dynamic_shapes.planner.replay import parse_value_range
+    from dynamic_shapes.planner.requests import parse_value_range
 
     return cli.checked(parse_value_range)(text)
 
@@ -229,7 +229,7 @@ def generate(kind: str, count: int, seed: int) -> list:
 def check_against_model(parser, args) -> None:
     """The workload, the given profiles and the value ranges checked against the model: a
     named model not written yet is checked once it is, in run()."""
-    from dynamic_shapes.planner.replay import (
+    from dynamic_shapes.planner.requests import (
         check_value_ranges,
         check_workload_fits_model,
         read_input_dtypes,
@@ -270,15 +270,13 @@ def plan(args) -> None:
     from build_model import DEFAULT_PATHS, write_model
     from dynamic_shapes.environment import environment
     from dynamic_shapes.gpu import require_gpu_stack
-    from dynamic_shapes.planner.replay import (
-        Settings,
+    from dynamic_shapes.planner.replay import Settings, plan_profiles, plan_record
+    from dynamic_shapes.planner.report import format_report
+    from dynamic_shapes.planner.requests import (
         check_value_ranges,
         check_workload_fits_model,
-        plan_profiles,
-        plan_record,
         read_input_dtypes,
     )
-    from dynamic_shapes.planner.report import format_report
     from dynamic_shapes.profiles import check_profiles
 
     require_gpu_stack()

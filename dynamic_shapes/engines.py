@@ -35,9 +35,12 @@ def share_profiles(builder, network, builder_config) -> None:
         builder_config.set_preview_feature(feature, True)
 
 
-def build_engine(model_path, profiles: dict):
+def build_engine(model_path, profiles: dict, timing_cache=None):
     """Builds a TensorRT engine for the ONNX model with one optimization profile per entry of
-    `profiles` (use case -> Polygraphy Profile), in order, each shareable between contexts."""
+    `profiles` (use case -> Polygraphy Profile), in order, each shareable between contexts.
+    `timing_cache`: a file of the builder's kernel timings, read where it exists and written
+    with this build's added, so that builds sharing it choose the same kernels for the same
+    layers; None times every kernel afresh."""
     import tensorrt as trt
     from polygraphy.backend.trt import (
         CreateConfig,
@@ -57,8 +60,15 @@ def build_engine(model_path, profiles: dict):
             "parser's errors are above"
         ) from error
     try:
-        config = PostprocessConfig(CreateConfig(profiles=list(profiles.values())), share_profiles)
-        return engine_from_network(network, config=config)
+        cache = None if timing_cache is None else str(timing_cache)
+        config = PostprocessConfig(
+            CreateConfig(
+                profiles=list(profiles.values()),
+                load_timing_cache=cache if cache and Path(cache).exists() else None,
+            ),
+            share_profiles,
+        )
+        return engine_from_network(network, config=config, save_timing_cache=cache)
     except PolygraphyException as error:
         raise EngineBuildError(
             f"TensorRT {trt.__version__} could not build an engine from {model_path} ({error}); "
@@ -233,11 +243,13 @@ def check_engine_destination(engine_path, model_path=None) -> Path:
     return engine_path
 
 
-def load_or_build_engine(model_path, engine_path, profiles: dict, rebuild=False, progress=None):
+def load_or_build_engine(
+    model_path, engine_path, profiles: dict, rebuild=False, progress=None, timing_cache=None
+):
     """Reuses the engine at `engine_path` if it was built from the same model and profiles by
     this TensorRT for this GPU model; otherwise builds and saves one, saying so through
-    `progress` (a cli.Progress) while it builds. Returns the engine and a line that says which
-    happened, and why."""
+    `progress` (a cli.Progress) while it builds (with `timing_cache`, as build_engine takes it).
+    Returns the engine and a line that says which happened, and why."""
     check_engine_destination(engine_path, model_path)
     wanted = build_record(model_path, profiles)
     name = Path(engine_path).name
@@ -254,7 +266,7 @@ def load_or_build_engine(model_path, engine_path, profiles: dict, rebuild=False,
             )
     start = time.monotonic()
     with progress.ticking(f"building {name}") if progress else contextlib.nullcontext():
-        engine = build_engine(model_path, profiles)
+        engine = build_engine(model_path, profiles, timing_cache)
     seconds = time.monotonic() - start
     # The build time is kept in the record (reuse_verdict ignores it), so that a planner that
     # reuses the engine can still report what it cost to build.

@@ -73,3 +73,17 @@ def test_every_dispatcher_path_agrees_with_onnx_runtime_at_any_batch(engine, ref
 def test_each_context_needs_activation_memory(engine):
     # What the identity cannot show: a context per profile costs GPU memory here.
     assert context_memory_size(engine) > 2**20
+
+
+def test_builds_sharing_a_timing_cache_write_it_and_read_it(convnet, tmp_path):
+    from polygraphy.backend.trt import Profile
+
+    cache = tmp_path / "timing.cache"
+    one = {"batch 1": Profile().add(INPUT_NAME, (1, 3, 28, 28), (1, 3, 28, 28), (1, 3, 28, 28))}
+    build_engine(convnet, one, cache)
+    written = cache.read_bytes()
+    assert written  # the kernels timed for the first build
+    few = {"batch 2..4": Profile().add(INPUT_NAME, (2, 3, 28, 28), (4, 3, 28, 28), (4, 3, 28, 28))}
+    engine = build_engine(convnet, few, cache)  # reads it, and adds the new shapes' timings
+    assert engine.num_optimization_profiles == 1
+    assert len(cache.read_bytes()) >= len(written)

@@ -2,32 +2,39 @@
 the replay's timing and order, the ONNX Runtime check, and the JSON record, without a GPU; and,
 on the GPU, plan_profiles.py planning a small scenario workload end to end on the identity."""
 
+import itertools
 import json
+import statistics
 import threading
 
 import numpy as np
 import pytest
 
 import build_model
+import dynamic_shapes.planner.replay as replay_module
 import scenario
 from dynamic_shapes.planner import generators
 from dynamic_shapes.planner.candidates import given_candidate, plan_candidates
 from dynamic_shapes.planner.replay import (
-    DEFAULT_VALUE_RANGE,
+    ROUND_REQUESTS,
     Plan,
     Replay,
     Settings,
     ShapeChecks,
+    engine_name,
+    plan_record,
+    replay,
+    replay_side_by_side,
+)
+from dynamic_shapes.planner.requests import (
+    DEFAULT_VALUE_RANGE,
     check_value_ranges,
     check_workload_fits_model,
-    engine_name,
     is_identity,
     make_request,
     make_requests,
     parse_value_range,
-    plan_record,
     read_input_dtypes,
-    replay,
 )
 from dynamic_shapes.planner.scoring import Measurement
 from dynamic_shapes.planner.workloads import make_histogram, shape_key
@@ -202,6 +209,46 @@ def test_a_failing_request_ends_the_replay_with_its_error():
     for threads in (1, 3):
         with pytest.raises(ValueError, match="batch 128 refused"):
             replay(infer, order, requests, threads=threads)
+
+
+def test_side_by_side_every_candidate_serves_the_whole_workload_in_rounds_that_take_turns():
+    order = scenario_order(2 * ROUND_REQUESTS + 30)
+    requests = {shapes: shapes for shapes in dict.fromkeys(order)}
+    log = []
+    infers = [lambda request, i=i: log.append((i, request)) for i in range(3)]
+    timed = replay_side_by_side(infers, order, requests)
+    for index in range(3):
+        assert [request for i, request in log if i == index] == order
+        counts = {shapes: len(ns) for shapes, ns in timed[index].samples.items()}
+        assert counts == make_histogram(order)
+        assert timed[index].wall_seconds > 0
+    # Each round served by every candidate in turn, a different one first each round.
+    turns = [(i, len(list(run))) for i, run in itertools.groupby(log, key=lambda entry: entry[0])]
+    full = ROUND_REQUESTS
+    assert turns == [(0, full), (1, full), (2, full), (1, full), (2, full), (0, full),
+                     (2, 30), (0, 30), (1, 30)]  # fmt: skip
+
+
+def test_side_by_side_a_drift_weighs_on_every_candidate_alike(monkeypatch):
+    # A machine that slows as it runs: each request takes a microsecond longer than the last.
+    clock, served = [0], [0]
+
+    def infer(request):
+        served[0] += 1
+        clock[0] += 1000 * served[0]
+
+    monkeypatch.setattr(replay_module.time, "perf_counter_ns", lambda: clock[0])
+    order = scenario_order(20 * ROUND_REQUESTS)
+    requests = {shapes: shapes for shapes in dict.fromkeys(order)}
+
+    def mean(timed):
+        return statistics.fmean(ns for samples in timed.samples.values() for ns in samples)
+
+    first, second = replay(infer, order, requests), replay(infer, order, requests)
+    assert mean(second) / mean(first) > 2  # one after the other: the later, the slower
+    served[0] = 0
+    first, second = replay_side_by_side([infer, infer], order, requests)
+    assert mean(second) / mean(first) == pytest.approx(1.0, abs=0.01)
 
 
 def test_a_shapes_latency_is_the_median_of_its_requests():

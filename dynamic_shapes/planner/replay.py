@@ -1,171 +1,68 @@
-"""Measuring candidate profile sets: each one's engine built (or reused), the workload replayed
-on it through the Dispatcher as a service would serve it, every distinct shape's outputs checked
-against ONNX Runtime, and what was measured gathered into scoring.Measurements.
+"""Measuring candidate profile sets: each one's engine built (or reused) and served through the
+Dispatcher as a service would serve it, every distinct shape's outputs checked against ONNX
+Runtime, the workload replayed on all of them side by side, and what was measured gathered into
+scoring.Measurements.
 
-How a candidate is measured (measure_candidate):
+How the candidates are measured (plan_profiles):
 
-1. Its engine is loaded or built by engines.load_or_build_engine, saved in the engine folder as
+1. Each engine is loaded or built by engines.load_or_build_engine, saved in the engine folder as
    `<model>.plan-<hash>.engine` (engine_name: the hash is of the profiles alone; the record
    beside it says which model, TensorRT and GPU it was built from, by and for, so a changed
    model is rebuilt in place). The build time is kept in the record, so a reused engine still
-   reports it.
+   reports it. The run's builds share one timing cache, so that the same layer at the same
+   shape gets the same kernel in every candidate.
 2. A Dispatcher serves it, with one execution context per profile (per profile and thread, for a
    concurrent replay): the context memory reported is engines.context_memory_size times those.
-3. Checked and warmed up, untimed: each distinct shape is served once and its outputs compared
-   with ONNX Runtime's for the same inputs (computed once per shape for every candidate; bit for
-   bit where the model is the identity, else within reference.py's tolerance), then the
-   workload's first `warmup` requests are served.
-4. Timed: the workload's requests in order, each request's latency the perf_counter_ns around
+   Every candidate's engine and contexts stay on the GPU until the run ends.
+3. Checked and warmed up, untimed (serve_candidate): each distinct shape is served once and its
+   outputs compared with ONNX Runtime's for the same inputs (computed once per shape for every
+   candidate; bit for bit where the model is the identity, else within reference.py's
+   tolerance), then the workload's first `warmup` requests are served.
+4. The wide profile is served first and replays the workload alone: its per-shape latencies
+   weigh candidates.plan_candidates' cuts. The planned sets and the user's are then served.
+5. Timed (replay_side_by_side): the workload's requests in order on every candidate, in rounds
+   of ROUND_REQUESTS that take turns, each request's latency the perf_counter_ns around
    Dispatcher.infer, which returns once the outputs are in host memory. One thread sends them
-   one at a time; with threads > 1, that many threads take the next request of the workload as
-   each finishes its last, and the throughput is the requests over the replay's wall time.
+   one at a time; with threads > 1, that many threads take the next request of the round as
+   each finishes its last, and the throughput is the requests over the rounds' wall time.
    Each shape's latency is the median of its requests' (scoring.py weighs it by their count).
 
-The requests are random arrays made once per distinct shape (make_requests): the dtypes are the
-model's inputs', floats standard normal, integers uniform within a range per input (token ids
-must stay within the vocabulary; 0..99 unless the caller says otherwise), booleans 0 or 1.
-
-plan_profiles measures the wide profile first, passes its per-shape latencies to
-candidates.plan_candidates, then measures the planned sets and the user's. TensorRT and CUDA
-are imported only where an engine is built or served; everything else here runs without them.
+The requests are random arrays made once per distinct shape (requests.make_requests). TensorRT
+and CUDA are imported only where an engine is built or served; everything else here runs
+without them.
 """
 
+import contextlib
 import hashlib
 import json
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from dynamic_shapes.planner.candidates import given_candidate, plan_candidates, wide_candidate
+from dynamic_shapes.planner.requests import (
+    check_workload_fits_model,
+    is_identity,
+    make_requests,
+    read_input_dtypes,
+)
 from dynamic_shapes.planner.scoring import Measurement, rank
 from dynamic_shapes.planner.workloads import describe_key, summarize
 from dynamic_shapes.profiles import profile_shapes, profiles_to_command_line, profiles_to_json
 
-# Integer inputs take values in this range, both ends included, unless the caller gives one.
-DEFAULT_VALUE_RANGE = (0, 99)
 # Untimed requests of the workload served after the check, before the timed replay.
 DEFAULT_WARMUP = 100
 # How often the replay's progress line is rewritten, in requests.
 PROGRESS_EVERY = 250
+# The side-by-side replay goes round the candidates this many requests a thread at a time: each
+# round long enough that a candidate's first request after another's is a small part of it.
+ROUND_REQUESTS = 100
 # And how often the check's, in distinct shapes (each costs an ONNX Runtime run the first time).
 CHECK_PROGRESS_EVERY = 50
-
-
-# The model
-
-
-def read_input_dtypes(model_path) -> dict:
-    """{input name: NumPy dtype} of an ONNX model's inputs (initializers aside), in order."""
-    from dynamic_shapes.onnx_inputs import load_graph, tensor_dtype
-
-    path, model = Path(model_path), load_graph(model_path)
-    initializers = {init.name for init in model.graph.initializer}
-    return {
-        tensor.name: tensor_dtype(tensor, path, "input")
-        for tensor in model.graph.input
-        if tensor.name not in initializers
-    }
-
-
-def is_identity(model_path) -> bool:
-    """Whether the model's graph only passes its inputs through (Identity nodes alone, or none):
-    then its outputs are checked bit for bit."""
-    from dynamic_shapes.onnx_inputs import load_graph
-
-    graph = load_graph(model_path).graph
-    return all(node.op_type == "Identity" for node in graph.node)
-
-
-def check_workload_fits_model(histogram: Mapping, model_path) -> None:
-    """ValueError unless every request of the workload gives the model's inputs, each at its
-    rank and fixed sizes: a workload recorded from another model cannot be replayed on this
-    one."""
-    from dynamic_shapes.onnx_inputs import read_input_dimensions
-    from dynamic_shapes.profiles import describe
-
-    inputs = read_input_dimensions(model_path)
-    for key in histogram:
-        shapes = dict(key)
-        if set(shapes) != set(inputs):
-            raise ValueError(
-                f"the workload's requests give inputs {sorted(shapes)}, but {model_path} takes "
-                f"{sorted(inputs)}; plan with a workload recorded for this model"
-            )
-        for name, shape in shapes.items():
-            dims = inputs[name]
-            if len(shape) != len(dims) or any(
-                fixed is not None and size != fixed for size, fixed in zip(shape, dims, strict=True)
-            ):
-                raise ValueError(
-                    f"the workload's request {describe_key(key)} does not fit {model_path}, "
-                    f"whose input {name} is {describe(dims)}"
-                )
-
-
-# The requests
-
-
-def parse_value_range(text: str) -> tuple:
-    """('input_ids', (0, 999)) for 'input_ids:0..999'; ValueError says the syntax."""
-    name, _, span = text.rpartition(":")
-    low, dots, high = span.partition("..")
-    try:
-        values = (int(low), int(high))
-    except ValueError:
-        values = None
-    if not name or not dots or values is None or values[0] > values[1]:
-        raise ValueError(
-            f"{text!r} is not NAME:LOW..HIGH with integers LOW <= HIGH, e.g. input_ids:0..999"
-        )
-    return name, values
-
-
-def check_value_ranges(value_ranges: Mapping, dtypes: Mapping, model_path) -> None:
-    """ValueError unless each range names an integer input of the model and fits its dtype."""
-    for name, (low, high) in value_ranges.items():
-        dtype = dtypes.get(name)
-        if dtype is None or not np.issubdtype(dtype, np.integer):
-            integers = [n for n, d in dtypes.items() if np.issubdtype(d, np.integer)]
-            has = f"its integer inputs are {integers}" if integers else "it has none"
-            raise ValueError(f"{name} is not an integer input of {model_path}; {has}")
-        info = np.iinfo(dtype)
-        if low < info.min or high > info.max:
-            raise ValueError(f"{name}: {low}..{high} does not fit its dtype {dtype}")
-
-
-def make_request(key: tuple, dtypes: Mapping, value_ranges: Mapping, seed: int) -> dict:
-    """{input name: array} of the shapes of `key`, random: floats standard normal, integers
-    uniform within the input's range (DEFAULT_VALUE_RANGE unless given), booleans 0 or 1.
-    Random values, unlike zeros, expose misplaced or stale data."""
-    rng = np.random.default_rng(seed)
-    request = {}
-    for name, shape in key:
-        dtype = np.dtype(dtypes[name])
-        if np.issubdtype(dtype, np.floating):
-            array = rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
-        elif dtype == np.bool_:
-            array = rng.integers(0, 2, shape).astype(np.bool_)
-        elif np.issubdtype(dtype, np.integer):
-            low, high = value_ranges.get(name, DEFAULT_VALUE_RANGE)
-            array = rng.integers(low, high, shape, dtype=np.int64, endpoint=True).astype(dtype)
-        else:
-            raise ValueError(f"input {name} has dtype {dtype}; a replay makes numbers or booleans")
-        request[name] = array
-    return request
-
-
-def make_requests(histogram: Mapping, dtypes: Mapping, value_ranges=None, seed: int = 0) -> dict:
-    """{shape key: request} with one request per distinct shape, each with a seed of its own:
-    every request of a shape is served the same arrays, in every candidate's replay."""
-    return {
-        key: make_request(key, dtypes, value_ranges or {}, seed + index)
-        for index, key in enumerate(histogram)
-    }
 
 
 # The engines
@@ -315,6 +212,33 @@ def replay(infer, order: list, requests: Mapping, threads: int = 1, progress=Non
     return result
 
 
+def replay_side_by_side(
+    infers: list, order: list, requests: Mapping, threads: int = 1, progress=None
+) -> list:
+    """Replays `order` on each of `infers` (one per candidate), side by side: the workload in
+    rounds of ROUND_REQUESTS requests a thread, each round served by every candidate in turn,
+    the one to go first moving on by one each round. Whatever drifts while a replay runs (the
+    GPU's clocks and temperature, other work on the machine) then weighs on every candidate
+    alike, where one replay after another would hand it to whichever ran last. Returns one
+    Replay of the whole workload per infer, in the order given."""
+    results = [Replay({key: [] for key in dict.fromkeys(order)}) for _ in infers]
+    size = ROUND_REQUESTS * threads
+    for number, start in enumerate(range(0, len(order), size)):
+        part = order[start : start + size]
+        for turn in range(len(infers)):
+            index = (number + turn) % len(infers)
+            timed = replay(infers[index], part, requests, threads)
+            for key, ns in timed.samples.items():
+                results[index].samples[key].extend(ns)
+            results[index].wall_seconds += timed.wall_seconds
+        if progress is not None:
+            progress(
+                f"side by side: replayed {start + len(part)}/{len(order)} requests on each of "
+                f"{len(infers)} candidates"
+            )
+    return results
+
+
 @dataclass
 class Settings:
     """How candidates are measured: the engine folder, threads, untimed requests before the
@@ -326,9 +250,34 @@ class Settings:
     rebuild: bool = False
 
 
-def measure_candidate(model_path, candidate, order, requests, checks, settings, progress=None):
-    """Builds (or reuses) the candidate's engine, checks and replays the workload on it; returns
-    its scoring.Measurement and its details for the report's JSON."""
+@dataclass
+class Served:
+    """A candidate's engine served by an open Dispatcher, its outputs checked and warmed up: what
+    its figures need besides its timed replay."""
+
+    candidate: object
+    dispatcher: object
+    engine_path: Path
+    engine_line: str
+    build_seconds: float | None
+    contexts: int
+    context_memory: int
+
+
+def serve_candidate(
+    model_path,
+    candidate,
+    order,
+    requests,
+    checks,
+    settings,
+    stack,
+    timing_cache=None,
+    progress=None,
+) -> Served:
+    """Builds (or reuses) the candidate's engine and serves it through a Dispatcher held open by
+    `stack` (a contextlib.ExitStack); every distinct shape is served once and checked, then the
+    warm-up. A build reads and adds to `timing_cache` (a file path, or None)."""
     from polygraphy.logger import G_LOGGER
 
     from dynamic_shapes.engines import context_memory_size, load_or_build_engine
@@ -343,40 +292,48 @@ def measure_candidate(model_path, candidate, order, requests, checks, settings, 
             engine_profiles(candidate.profiles),
             rebuild=settings.rebuild,
             progress=progress,
+            timing_cache=timing_cache,
         )
     if progress is not None:
         progress(f"{candidate.name}: {how}")
-    # The build time as the record keeps it: the same figure whether built now or reused.
-    build_seconds = recorded_build_seconds(engine_path)
     contexts = len(candidate.profiles) * settings.threads
-    context_memory = context_memory_size(engine) * contexts
     # Without the graphs of shapes sent again: the candidates' profiles are measured, not a
-    # cache whose captures would fall inside the timed replay.
-    with Dispatcher(engine, contexts_per_profile=settings.threads, graphs_after=None) as dispatcher:
-        # Untimed: every shape once, its outputs checked, then the warm-up.
-        for index, key in enumerate(requests):
-            if progress is not None and index % CHECK_PROGRESS_EVERY == 0:
-                progress(f"{candidate.name}: checking shape {index + 1}/{len(requests)}")
-            checks.check(candidate.name, key, dispatcher.infer(requests[key]))
-        for key in order[: settings.warmup]:
-            dispatcher.infer(requests[key])
-        timed = replay(
-            dispatcher.infer, order, requests, settings.threads, progress, candidate.name
-        )
-    # The closed dispatcher holds the engine: both go now, so that the engine's GPU memory is
-    # freed before the next candidate's engine is built.
-    del dispatcher, engine
-    measurement = Measurement(
+    # cache whose captures would fall inside the timed replay. The dispatcher holds the engine.
+    dispatcher = stack.enter_context(
+        Dispatcher(engine, contexts_per_profile=settings.threads, graphs_after=None)
+    )
+    for index, key in enumerate(requests):
+        if progress is not None and index % CHECK_PROGRESS_EVERY == 0:
+            progress(f"{candidate.name}: checking shape {index + 1}/{len(requests)}")
+        checks.check(candidate.name, key, dispatcher.infer(requests[key]))
+    for key in order[: settings.warmup]:
+        dispatcher.infer(requests[key])
+    return Served(
         candidate,
+        dispatcher,
+        engine_path,
+        how,
+        # The build time as the record keeps it: the same figure whether built now or reused.
+        recorded_build_seconds(engine_path),
+        contexts,
+        context_memory_size(engine) * contexts,
+    )
+
+
+def measurement_of(served: Served, timed: Replay, threads: int) -> tuple:
+    """A served candidate's scoring.Measurement from its timed replay, and its details for the
+    report's JSON."""
+    measurement = Measurement(
+        served.candidate,
         timed.latencies(),
-        context_memory=context_memory,
-        build_seconds=build_seconds,
-        throughput=timed.requests / timed.wall_seconds if settings.threads > 1 else None,
+        context_memory=served.context_memory,
+        build_seconds=served.build_seconds,
+        throughput=timed.requests / timed.wall_seconds if threads > 1 else None,
     )
     details = {
-        "engine": str(engine_path),
-        "engine_line": how,
-        "contexts": contexts,
+        "engine": str(served.engine_path),
+        "engine_line": served.engine_line,
+        "contexts": served.contexts,
         "replayed_requests": timed.requests,
         "wall_seconds": timed.wall_seconds,
         "shapes": timed.shape_figures(),
@@ -387,7 +344,7 @@ def measure_candidate(model_path, candidate, order, requests, checks, settings, 
 @dataclass
 class Plan:
     """What plan_profiles measured: each candidate's Measurement and details, in the order
-    measured (the wide profile first, then the planned sets, then the user's)."""
+    served (the wide profile first, then the planned sets, then the user's)."""
 
     histogram: dict
     measurements: list
@@ -414,10 +371,11 @@ def plan_profiles(
     progress=None,
 ) -> Plan:
     """The planner, as a library function: for `workload` (the requests' shape keys in order),
-    measures the wide profile, plans up to `limit` candidate sets with its per-shape latencies,
-    measures each, and the user's `given` profiles (a list of Polygraphy Profiles, or None).
-    `exact`: whether outputs must equal ONNX Runtime's bit for bit (default: where the model is
-    the identity)."""
+    replays it on the wide profile alone, plans up to `limit` candidate sets with its per-shape
+    latencies, serves them and the user's `given` profiles (a list of Polygraphy Profiles, or
+    None), and measures them all by replaying the workload on them side by side. `exact`:
+    whether outputs must equal ONNX Runtime's bit for bit (default: where the model is the
+    identity)."""
     from dynamic_shapes.planner.workloads import make_histogram
 
     histogram = make_histogram(workload)
@@ -425,25 +383,38 @@ def plan_profiles(
     exact = is_identity(model_path) if exact is None else exact
     requests = make_requests(histogram, read_input_dtypes(model_path), value_ranges)
     checks = ShapeChecks(model_path, requests, exact)
-    measured, details = [], []
+    with contextlib.ExitStack() as stack:
+        # One timing cache for the run's builds: a layer timed for one candidate keeps its
+        # tactic in the next, so that the candidates differ by their profiles rather than by
+        # the builder's timing of the same kernels. It is dropped with the run.
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="plan-")))
+        timing_cache = scratch / "timing.cache"
 
-    def measure(candidate):
-        if progress is not None:
-            progress(f"{candidate.name}: {len(candidate.profiles)} profiles")
-        measurement, detail = measure_candidate(
-            model_path, candidate, workload, requests, checks, settings, progress
+        def serve(candidate):
+            if progress is not None:
+                progress(f"{candidate.name}: {len(candidate.profiles)} profiles")
+            return serve_candidate(
+                model_path, candidate, workload, requests, checks, settings, stack,
+                timing_cache, progress,
+            )  # fmt: skip
+
+        served = [serve(wide_candidate(histogram))]
+        # The planner's cost model weighs the wide profile's latencies, from a replay of its own.
+        alone = replay(
+            served[0].dispatcher.infer, workload, requests, settings.threads, progress, "wide"
         )
-        measured.append(measurement)
-        details.append(detail)
-        return measurement
-
-    wide = measure(wide_candidate(histogram))
-    # The wide profile's latencies weigh the planner's cost model (candidates.py).
-    for candidate in plan_candidates(histogram, limit, latencies=wide.latencies)[1:]:
-        measure(candidate)
-    if given is not None:
-        measure(given_candidate("given", given))
-    return Plan(histogram, measured, details, exact, checks.largest_difference)
+        for candidate in plan_candidates(histogram, limit, latencies=alone.latencies())[1:]:
+            served.append(serve(candidate))
+        if given is not None:
+            served.append(serve(given_candidate("given", given)))
+        timed = replay_side_by_side(
+            [s.dispatcher.infer for s in served], workload, requests, settings.threads, progress
+        )
+    figures = [measurement_of(s, t, settings.threads) for s, t in zip(served, timed, strict=True)]
+    return Plan(
+        histogram, [m for m, _ in figures], [d for _, d in figures], exact,
+        checks.largest_difference,
+    )  # fmt: skip
 
 
 # The JSON
