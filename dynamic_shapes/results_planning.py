@@ -1,9 +1,15 @@
 """The results pages' section on the planner's proofs (plan_profiles.py --json): each
 candidate's latency, throughput, memory and build time, beside the wide profile and the
-profiles given, and the winner as Polygraphy's options."""
+profiles given, each candidate's requests by the profile that serves them against the wide
+profile (planner/breakdown.py, from the per-shape latencies of the record), and the winner as
+Polygraphy's options."""
 
+import json
 from pathlib import PurePath
 
+from dynamic_shapes.planner.breakdown import by_profile
+from dynamic_shapes.planner.workloads import shape_key
+from dynamic_shapes.profiles import profile_shapes, profiles_from_json
 from dynamic_shapes.results_figures import count, times, us
 from dynamic_shapes.results_markdown import code_block, measured_with, table
 
@@ -46,9 +52,52 @@ def plan_run(name: str, run: dict, t: dict) -> list:
         ])  # fmt: skip
     header = [*t["plan_header"], *(column for column, _ in held_against)]
     out += table(header, rows, right_from=3)
+    out += against_wide(candidates, t)
     (best,) = [c for c in run["candidates"] if c["name"] == run["best"]]
     out += [t["plan_best"].format(name=best["name"]), "", *code_block(best["polygraphy_options"])]
     return out
+
+
+def latencies(candidate: dict) -> dict:
+    """{shape key: median seconds} of a candidate's record."""
+    return {shape_key(s["shapes"]): s["median_s"] for s in candidate["shapes"]}
+
+
+def ranges(profile: dict) -> str:
+    """'X [2..31, 3, 28, 28]': each input's dimensions, min..max where they differ."""
+
+    def span(low, high):
+        return str(low) if low == high else f"{low}..{high}"
+
+    return "; ".join(
+        f"{name} [{', '.join(map(span, low, high))}]" for name, (low, _, high) in profile.items()
+    )
+
+
+def against_wide(candidates: list, t: dict) -> list:
+    """Each candidate but the wide one, by the profile that serves its requests: their mean
+    latency there and on the wide profile."""
+    wide = next((c for c in candidates if c["role"] == "wide"), None)
+    if wide is None:
+        return []
+    histogram = {shape_key(s["shapes"]): s["requests"] for s in wide["shapes"]}
+    total = sum(histogram.values())
+    rows = []
+    for c in candidates:
+        if c is wide:
+            continue
+        profiles = profiles_from_json(json.dumps(c["profiles"]))
+        shapes = profile_shapes(profiles)
+        for share in by_profile(histogram, profiles, latencies(c), latencies(wide)):
+            where = (
+                t["plan_split"] if share.profile is None
+                else f"{share.profile}: {ranges(shapes[share.profile])}"
+            )  # fmt: skip
+            rows.append([
+                c["name"], where, count(share.requests), f"{100 * share.requests / total:.1f}",
+                us(share.mean * US), us(share.wide_mean * US), times(share.gain),
+            ])  # fmt: skip
+    return [t["plan_by_profile"], "", *table(t["plan_by_profile_header"], rows, right_from=2)]
 
 
 def planning_section(runs: dict, t: dict) -> list:

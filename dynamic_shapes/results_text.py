@@ -161,6 +161,20 @@ TEXT = {
             "build s",
         ],
         "roles": {"planned": "planned", "wide": "wide", "given": "given"},
+        "plan_by_profile": "Where each candidate gains or loses against the wide profile: its "
+        "requests by the profile the dispatcher routes them to, and their mean latency in "
+        "microseconds there and on the wide profile (vs wide above 1: that profile serves them "
+        "faster).",
+        "plan_by_profile_header": [
+            "candidate",
+            "profile",
+            "requests",
+            "% of requests",
+            "mean",
+            "mean on wide",
+            "vs wide",
+        ],
+        "plan_split": "split or padded over several",
         "plan_best": "The best, {name}, as Polygraphy's options:",
         "backends_title": "Triton's two backends side by side (loadgen.py against serve.py)",
         "backends_note": "The same requests from the same clients, over gRPC, one machine. "
@@ -359,6 +373,19 @@ TEXT = {
             "构建 s",
         ],
         "roles": {"planned": "规划", "wide": "宽", "given": "给定"},
+        "plan_by_profile": "每个候选相对宽配置文件的得失：其请求按 dispatcher 路由到的配置文件"
+        "分组，以及它们在该处与在宽配置文件上的平均延迟（微秒）（vs wide 大于 1：该配置文件"
+        "服务得更快）。",
+        "plan_by_profile_header": [
+            "候选",
+            "配置文件",
+            "请求数",
+            "请求占比 %",
+            "平均",
+            "宽配置文件上的平均",
+            "vs wide",
+        ],
+        "plan_split": "拆分或填充到多个配置文件",
         "plan_best": "最佳的 {name}，以 Polygraphy 选项表示：",
         "backends_title": "Triton 的两种后端并列比较（loadgen.py 对 serve.py）",
         "backends_note": "同一台机器上，相同的客户端经 gRPC 发送相同的请求。"

@@ -325,7 +325,14 @@ def plan(model="convnet", speeds=None) -> dict:
             for key in histogram
         }
         measurements.append(Measurement(candidate, latencies, 1024 * 1024 * (index + 1), 12.5))
-        details.append({"engine": f"e{index}.engine", "replayed_requests": len(order)})
+        shapes = [
+            {"shapes": dict(key), "requests": count, "median_s": latencies[key],
+             "mean_s": latencies[key], "max_s": latencies[key]}
+            for key, count in histogram.items()
+        ]  # fmt: skip
+        details.append(
+            {"engine": f"e{index}.engine", "replayed_requests": len(order), "shapes": shapes}
+        )
     result = Plan(histogram, measurements, details, exact=False, largest_difference=1e-6)
     settings = Settings(engine_dir="/project", threads=1, warmup=100)
     extra = {"model": f"dynamic_{model}.onnx", "max_profiles": 3}

@@ -309,6 +309,28 @@ def test_each_planned_candidate_is_held_against_the_wide_and_the_given_profiles(
                         "mean over theirs)")[2] == "yes"  # fmt: skip
 
 
+def test_each_candidates_requests_are_shown_by_the_profile_that_serves_them(tmp_path):
+    run = data.plan("convnet", {"wide": 3.0, "3 profiles": 0.9, "given": 1.5})
+    english, _ = render(tmp_path, {"plan-convnet.json": run})
+    section = english.split("Where each candidate gains or loses")[1].split("The best")[0]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith(("| candidate", "| ---"))
+    ]
+    by_candidate = {}
+    for candidate, where, requests, *_, gain in rows:
+        by_candidate.setdefault(candidate, []).append((where, int(requests.replace(",", "")), gain))
+    assert "wide" not in by_candidate and set(by_candidate) == {"2 profiles", "3 profiles", "given"}
+    for candidate, speed in (("3 profiles", 0.9), ("given", 1.5)):
+        assert sum(requests for _, requests, _ in by_candidate[candidate]) == 300
+        assert {gain for *_, gain in by_candidate[candidate]} == {f"{3.0 / speed:.2f}x"}
+    # The walkthrough's profiles, as the dispatcher routes to them: batch 1 to the first.
+    assert [where for where, *_ in by_candidate["given"]][:3] == [
+        "0: X [1, 3, 28, 28]", "1: X [1..32, 3, 28, 28]", "2: X [128, 3, 28, 28]"
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(("wide", "met"), [(1.25, "yes"), (1.1, "no")])
 def test_the_transformers_plan_is_held_to_1_2x_over_the_wide_profile(tmp_path, wide, met):
     run = data.plan("transformer", {"wide": wide})

@@ -8,11 +8,14 @@ candidate's profiles in Polygraphy's options, then the best one's options, ready
 
 "vs wide" and "vs <given>" are the mean latency of the wide profile (of the user's profiles)
 divided by the candidate's: above 1, the candidate is faster by that factor. A figure a replay
-did not measure (memory, build time) is shown as "-". Nothing here needs a GPU.
+did not measure (memory, build time) is shown as "-". Under each candidate but the wide one,
+its requests by the profile that serves them, against the wide profile (breakdown.py). Nothing
+here needs a GPU.
 """
 
 from collections.abc import Mapping
 
+from dynamic_shapes.planner.breakdown import by_profile
 from dynamic_shapes.planner.scoring import rank
 from dynamic_shapes.planner.workloads import summarize
 from dynamic_shapes.profiles import profiles_to_command_line
@@ -67,6 +70,7 @@ def format_report(histogram: Mapping, measurements) -> str:
             f"{', '.join(name for name, _ in references)}: that candidate's mean latency "
             "divided by this one's (above 1: this one is faster)"
         )
+    wide = next((m for m in measurements if m.candidate.role == "wide"), None)
     for place, (m, s) in enumerate(ranked, 1):
         candidate = m.candidate
         lines += ["", f"[{place}] {candidate.name} ({candidate.role}): {candidate.explanation}"]
@@ -76,9 +80,29 @@ def format_report(histogram: Mapping, measurements) -> str:
             f"{s.p99 * USEC:.1f} usec over {s.requests} requests; throughput "
             f"{s.throughput:.1f} infer/sec"
         )
+        if wide is not None and m is not wide:
+            lines += against_wide(histogram, m, wide)
     best = ranked[0][0].candidate
     lines += ["", f"Best: {best.name}", profiles_to_command_line(best.profiles)]
     return "\n".join(lines) + "\n"
+
+
+def against_wide(histogram: Mapping, measurement, wide) -> list:
+    """The candidate's requests by the profile that serves them, each group's mean latency here
+    and on the wide profile."""
+    shares = by_profile(
+        histogram, measurement.candidate.profiles, measurement.latencies, wide.latencies
+    )
+    total = sum(share.requests for share in shares)
+    lines = ["  against wide, by the profile that serves them:"]
+    for share in shares:
+        which = "split or padded" if share.profile is None else f"profile {share.profile}"
+        lines.append(
+            f"    {which}: {share.requests} requests ({100 * share.requests / total:.1f}%), mean "
+            f"{share.mean * USEC:.1f} usec here, {share.wide_mean * USEC:.1f} usec on wide: "
+            f"{share.gain:.2f}x"
+        )
+    return lines
 
 
 def table(header: list, rows: list) -> list:
