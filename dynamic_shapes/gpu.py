@@ -193,19 +193,6 @@ def capture_graph(stream, enqueue) -> tuple:
         raise
 
 
-def trim_graph_memory() -> None:
-    """Gives the GPU memory CUDA keeps for graphs, and no graph uses now, back to the device:
-    CUDA keeps what freed graphs held, to instantiate the next ones, and does not give it back
-    by itself. Where CUDA refuses, the memory stays kept: logged, not raised, since what the
-    graphs held is freed either way."""
-    rt = cudart()
-    try:
-        device = check_cuda(rt.cudaGetDevice(), "cudaGetDevice")
-        check_cuda(rt.cudaDeviceGraphMemTrim(device), "cudaDeviceGraphMemTrim")
-    except RuntimeError as error:
-        log.warning("the GPU memory CUDA keeps for graphs stays kept: %s", error)
-
-
 def destroy_graph(graph=None, graph_exec=None) -> None:
     """Frees a captured CUDA graph and its executable graph, either of which may be None."""
     rt = cudart()

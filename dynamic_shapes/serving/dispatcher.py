@@ -17,7 +17,7 @@ import numpy as np
 
 from dynamic_shapes.arrays import ON_GPU, PAGEABLE, Tensor
 from dynamic_shapes.engines import batch_ranges, context_memory_size, create_contexts
-from dynamic_shapes.gpu import page_locked_empty, trim_graph_memory
+from dynamic_shapes.gpu import page_locked_empty
 from dynamic_shapes.serving.engine_io import (
     batch_alone_is_dynamic,
     dynamic_engine_io,
@@ -438,7 +438,6 @@ class Dispatcher:
         much); shapes sent again from now on are captured again."""
         if self._graphs is not None:
             self._graphs.clear()
-            trim_graph_memory()
 
     def graph_stats(self):
         """What the graphs of the shapes seen again did so far (shape_graphs.GraphStats), or
@@ -501,8 +500,6 @@ class Dispatcher:
                 self._graphs.close()
         finally:
             self._release()
-        if self._graphs is not None:
-            trim_graph_memory()
 
     def __enter__(self):
         return self
