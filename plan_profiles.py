@@ -21,9 +21,11 @@ How long it takes: each candidate costs one engine build, saved in --engine-dir 
 the next run while the model, profiles, TensorRT and GPU are the same (seconds for the identity;
 for the convnet and the transformer, the build dominates), one ONNX Runtime run per distinct
 shape on the CPU, and the replay, about the sum of the workload's latencies plus --warmup
-requests. --max-profiles 3 with your profiles measures up to 4 candidates. For the convnet on
-the scenario's workload of a few thousand requests, a whole run is meant to stay within about
-10 minutes; --requests replays only the workload's first N requests, to bound a larger one.
+requests (the wide profile's twice: alone, for the planner, then beside the others). The GPU
+holds every candidate's engine and contexts at once for the replay. --max-profiles 3 with your
+profiles measures up to 4 candidates. For the convnet on the scenario's workload of a few
+thousand requests, a whole run is meant to stay within about 10 minutes; --requests replays
+only the workload's first N requests, to bound a larger one.
 """
 
 import argparse

@@ -174,7 +174,7 @@ TEXT = {
             "mean on wide",
             "vs wide",
         ],
-        "plan_split": "split or padded over several",
+        "plan_split": "split over several",
         "plan_best": "The best, {name}, as Polygraphy's options:",
         "backends_title": "Triton's two backends side by side (loadgen.py against serve.py)",
         "backends_note": "The same requests from the same clients, over gRPC, one machine. "
@@ -385,7 +385,7 @@ TEXT = {
             "宽配置文件上的平均",
             "vs wide",
         ],
-        "plan_split": "拆分或填充到多个配置文件",
+        "plan_split": "拆分到多个配置文件",
         "plan_best": "最佳的 {name}，以 Polygraphy 选项表示：",
         "backends_title": "Triton 的两种后端并列比较（loadgen.py 对 serve.py）",
         "backends_note": "同一台机器上，相同的客户端经 gRPC 发送相同的请求。"

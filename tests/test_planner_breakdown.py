@@ -36,6 +36,12 @@ def test_every_dimension_of_every_input_decides():
     assert serving_profile(shape_key({"mask": (9, 9), "ids": (9, 9)}), [short, long]) is None
 
 
+def test_an_input_of_fixed_shape_left_out_of_the_profiles_holds_the_requests_shape():
+    (profile,) = make_profiles([{"ids": ((1, 1), (2, 32), (8, 64))}])
+    assert serving_profile(shape_key({"ids": (4, 9), "scale": (1,)}), [profile]) == 0
+    assert serving_profile(shape_key({"ids": (4, 99), "scale": (1,)}), [profile]) is None
+
+
 def test_each_profiles_requests_are_weighed_here_and_on_the_wide_profile():
     histogram = {images(1): 6, images(4): 3, images(8): 1, images(40): 2, images(128): 1}
     walkthrough = list(PROFILES.values())

@@ -2,7 +2,6 @@
 the replay's timing and order, the ONNX Runtime check, and the JSON record, without a GPU; and,
 on the GPU, plan_profiles.py planning a small scenario workload end to end on the identity."""
 
-import itertools
 import json
 import statistics
 import threading
@@ -25,6 +24,7 @@ from dynamic_shapes.planner.replay import (
     plan_record,
     replay,
     replay_side_by_side,
+    turns,
 )
 from dynamic_shapes.planner.requests import (
     DEFAULT_VALUE_RANGE,
@@ -222,11 +222,39 @@ def test_side_by_side_every_candidate_serves_the_whole_workload_in_rounds_that_t
         counts = {shapes: len(ns) for shapes, ns in timed[index].samples.items()}
         assert counts == make_histogram(order)
         assert timed[index].wall_seconds > 0
-    # Each round served by every candidate in turn, a different one first each round.
-    turns = [(i, len(list(run))) for i, run in itertools.groupby(log, key=lambda entry: entry[0])]
-    full = ROUND_REQUESTS
-    assert turns == [(0, full), (1, full), (2, full), (1, full), (2, full), (0, full),
-                     (2, 30), (0, 30), (1, 30)]  # fmt: skip
+    # Each round served by every candidate in turn, in the order turns() gives.
+    served_by = []
+    for start in range(0, 6 * ROUND_REQUESTS, ROUND_REQUESTS):  # two full rounds
+        block = log[start : start + ROUND_REQUESTS]
+        assert len({i for i, _ in block}) == 1  # one candidate's turn at a time
+        served_by.append(block[0][0])
+    rounds = [
+        served_by[:3],
+        served_by[3:],
+        [log[k][0] for k in range(len(served_by) * ROUND_REQUESTS, len(log), 30)],
+    ]
+    assert rounds == [turns(0, 3), turns(1, 3), turns(2, 3)]
+
+
+def test_every_candidate_takes_every_place_and_follows_more_than_one():
+    # All six orders of three.
+    assert [turns(n, 3) for n in range(6)] == [
+        [0, 1, 2],
+        [2, 1, 0],
+        [1, 2, 0],
+        [0, 2, 1],
+        [2, 0, 1],
+        [1, 0, 2],
+    ]
+    for count in (2, 4, 5):
+        orders = [turns(n, count) for n in range(2 * count)]
+        for place in range(count):
+            assert sorted(order[place] for order in orders) == sorted(list(range(count)) * 2)
+        for candidate in range(count):
+            before = {
+                order[order.index(candidate) - 1] for order in orders if order[0] != candidate
+            }
+            assert len(before) == min(2, count - 1)
 
 
 def test_side_by_side_a_drift_weighs_on_every_candidate_alike(monkeypatch):

@@ -9,8 +9,8 @@ gain nothing from a narrower range (or its opt) there, and a profile that gains 
 moves the mean little.
 
 Each request is attributed to the profile the dispatcher routes it to by its default rule
-(routing.choose, "nearest-opt"); a request that no single profile holds is split or padded by
-the dispatcher over several, and is counted apart (profile None). Nothing here needs a GPU.
+(routing.choose, "nearest-opt"); a request that no single profile holds is split by the
+dispatcher over several, and is counted apart (profile None). Nothing here needs a GPU.
 """
 
 import math
@@ -43,13 +43,14 @@ class ProfileShare:
 def serving_profile(key: tuple, profiles) -> int | None:
     """The index of the profile that serves a request of shape key `key`, or None where no
     single profile holds it."""
-    names = [name for name, _ in key]
-    shapes = tuple(shape for _, shape in key)
+    # An input of fixed shape may be left out of a profile: it holds the request's shape.
     ranges = [
-        ProfileRanges(*(tuple(p[name][i] for name in names) for i in range(3)))
+        ProfileRanges(
+            *(tuple(p.get(name, (shape,) * 3)[i] for name, shape in key) for i in range(3))
+        )
         for p in profile_shapes(profiles)
     ]
-    return choose(shapes, ranges, RULE)
+    return choose(tuple(shape for _, shape in key), ranges, RULE)
 
 
 def by_profile(histogram: Mapping, profiles, latencies: Mapping, wide_latencies: Mapping) -> list:

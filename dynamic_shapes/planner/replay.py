@@ -5,22 +5,24 @@ scoring.Measurements.
 
 How the candidates are measured (plan_profiles):
 
-1. Each engine is loaded or built by engines.load_or_build_engine, saved in the engine folder as
+1. Built (build_candidate), one at a time with nothing else on the GPU: each engine is loaded
+   or built by engines.load_or_build_engine, saved in the engine folder as
    `<model>.plan-<hash>.engine` (engine_name: the hash is of the profiles alone; the record
    beside it says which model, TensorRT and GPU it was built from, by and for, so a changed
    model is rebuilt in place). The build time is kept in the record, so a reused engine still
-   reports it. The run's builds share one timing cache, so that the same layer at the same
-   shape gets the same kernel in every candidate.
-2. A Dispatcher serves it, with one execution context per profile (per profile and thread, for a
-   concurrent replay): the context memory reported is engines.context_memory_size times those.
-   Every candidate's engine and contexts stay on the GPU until the run ends.
-3. Checked and warmed up, untimed (serve_candidate): each distinct shape is served once and its
-   outputs compared with ONNX Runtime's for the same inputs (computed once per shape for every
-   candidate; bit for bit where the model is the identity, else within reference.py's
-   tolerance), then the workload's first `warmup` requests are served.
-4. The wide profile is served first and replays the workload alone: its per-shape latencies
-   weigh candidates.plan_candidates' cuts. The planned sets and the user's are then served.
-5. Timed (replay_side_by_side): the workload's requests in order on every candidate, in rounds
+   reports it. The run's builds share one timing cache: a layer an earlier build timed at the
+   same shapes is not timed again, so a later build may take less time than it would alone.
+2. Served (serve_candidate): the engine loaded from its file, a Dispatcher with one execution
+   context per profile (per profile and thread, for a concurrent replay): the context memory
+   reported is engines.context_memory_size times those. Untimed, each distinct shape is served
+   once and its outputs compared with ONNX Runtime's for the same inputs (computed once per
+   shape for every candidate; bit for bit where the model is the identity, else within
+   reference.py's tolerance), then the workload's first `warmup` requests are served.
+3. The wide profile is built and served first and replays the workload alone: its per-shape
+   latencies weigh candidates.plan_candidates' cuts. It is closed; the planned sets and the
+   user's are built; then every candidate is served at once, so the GPU must hold all their
+   engines and contexts together.
+4. Timed (replay_side_by_side): the workload's requests in order on every candidate, in rounds
    of ROUND_REQUESTS that take turns, each request's latency the perf_counter_ns around
    Dispatcher.infer, which returns once the outputs are in host memory. One thread sends them
    one at a time; with threads > 1, that many threads take the next request of the round as
@@ -216,17 +218,17 @@ def replay_side_by_side(
     infers: list, order: list, requests: Mapping, threads: int = 1, progress=None
 ) -> list:
     """Replays `order` on each of `infers` (one per candidate), side by side: the workload in
-    rounds of ROUND_REQUESTS requests a thread, each round served by every candidate in turn,
-    the one to go first moving on by one each round. Whatever drifts while a replay runs (the
-    GPU's clocks and temperature, other work on the machine) then weighs on every candidate
-    alike, where one replay after another would hand it to whichever ran last. Returns one
-    Replay of the whole workload per infer, in the order given."""
+    rounds of ROUND_REQUESTS requests a thread, each round served by every candidate in turn, in
+    the order turns() gives. Whatever drifts while a replay runs (the GPU's clocks and
+    temperature, other work on the machine) then weighs on every candidate alike, where one
+    replay after another would hand it to whichever ran last. With threads > 1, each round
+    starts its threads and waits for the last request: the throughput counts that drain once a
+    round. Returns one Replay of the whole workload per infer, in the order given."""
     results = [Replay({key: [] for key in dict.fromkeys(order)}) for _ in infers]
     size = ROUND_REQUESTS * threads
     for number, start in enumerate(range(0, len(order), size)):
         part = order[start : start + size]
-        for turn in range(len(infers)):
-            index = (number + turn) % len(infers)
+        for index in turns(number, len(infers)):
             timed = replay(infers[index], part, requests, threads)
             for key, ns in timed.samples.items():
                 results[index].samples[key].extend(ns)
@@ -237,6 +239,16 @@ def replay_side_by_side(
                 f"{len(infers)} candidates"
             )
     return results
+
+
+def turns(number: int, count: int) -> list:
+    """The order in which `count` candidates serve round `number`: rotated by one every second
+    round and reversed every other round. Over 2 x count rounds each candidate takes each place
+    as often as any other, and follows the one before it as often as the one after it rather
+    than always the same one (three candidates serve in all six orders)."""
+    shift = (number // 2) % count
+    order = [*range(shift, count), *range(shift)]
+    return order[::-1] if number % 2 else order
 
 
 @dataclass
@@ -250,43 +262,27 @@ class Settings:
     rebuild: bool = False
 
 
-@dataclass
-class Served:
-    """A candidate's engine served by an open Dispatcher, its outputs checked and warmed up: what
-    its figures need besides its timed replay."""
+@dataclass(frozen=True)
+class Built:
+    """A candidate's engine file, built now or found saved, and the line that says which."""
 
     candidate: object
-    dispatcher: object
     engine_path: Path
     engine_line: str
-    build_seconds: float | None
-    contexts: int
-    context_memory: int
 
 
-def serve_candidate(
-    model_path,
-    candidate,
-    order,
-    requests,
-    checks,
-    settings,
-    stack,
-    timing_cache=None,
-    progress=None,
-) -> Served:
-    """Builds (or reuses) the candidate's engine and serves it through a Dispatcher held open by
-    `stack` (a contextlib.ExitStack); every distinct shape is served once and checked, then the
-    warm-up. A build reads and adds to `timing_cache` (a file path, or None)."""
+def build_candidate(model_path, candidate, settings, timing_cache=None, progress=None) -> Built:
+    """Builds the candidate's engine and saves it, or finds a saved one that fits. The engine is
+    not kept: each build has the GPU to itself, and serve_candidate loads it from its file. A
+    build reads and adds to `timing_cache` (a file path, or None)."""
     from polygraphy.logger import G_LOGGER
 
-    from dynamic_shapes.engines import context_memory_size, load_or_build_engine
-    from dynamic_shapes.serving.dispatcher import Dispatcher
+    from dynamic_shapes.engines import load_or_build_engine
 
     engine_path = Path(settings.engine_dir) / engine_name(model_path, candidate.profiles)
     # Polygraphy's build log would bury the progress; its warnings and errors still show.
     with G_LOGGER.verbosity(G_LOGGER.WARNING):
-        engine, how = load_or_build_engine(
+        _, how = load_or_build_engine(
             model_path,
             engine_path,
             engine_profiles(candidate.profiles),
@@ -296,7 +292,31 @@ def serve_candidate(
         )
     if progress is not None:
         progress(f"{candidate.name}: {how}")
-    contexts = len(candidate.profiles) * settings.threads
+    return Built(candidate, engine_path, how)
+
+
+@dataclass
+class Served:
+    """A candidate's engine served by an open Dispatcher, its outputs checked and warmed up: what
+    its figures need besides its timed replay."""
+
+    built: Built
+    dispatcher: object
+    build_seconds: float | None
+    contexts: int
+    context_memory: int
+
+
+def serve_candidate(built: Built, order, requests, checks, settings, stack, progress=None):
+    """Loads the candidate's engine and serves it through a Dispatcher held open by `stack` (a
+    contextlib.ExitStack); every distinct shape is served once and checked, then the warm-up.
+    Returns a Served."""
+    from dynamic_shapes.engines import context_memory_size, load_engine
+    from dynamic_shapes.serving.dispatcher import Dispatcher
+
+    name = built.candidate.name
+    engine = load_engine(built.engine_path)
+    contexts = len(built.candidate.profiles) * settings.threads
     # Without the graphs of shapes sent again: the candidates' profiles are measured, not a
     # cache whose captures would fall inside the timed replay. The dispatcher holds the engine.
     dispatcher = stack.enter_context(
@@ -304,17 +324,15 @@ def serve_candidate(
     )
     for index, key in enumerate(requests):
         if progress is not None and index % CHECK_PROGRESS_EVERY == 0:
-            progress(f"{candidate.name}: checking shape {index + 1}/{len(requests)}")
-        checks.check(candidate.name, key, dispatcher.infer(requests[key]))
+            progress(f"{name}: checking shape {index + 1}/{len(requests)}")
+        checks.check(name, key, dispatcher.infer(requests[key]))
     for key in order[: settings.warmup]:
         dispatcher.infer(requests[key])
     return Served(
-        candidate,
+        built,
         dispatcher,
-        engine_path,
-        how,
         # The build time as the record keeps it: the same figure whether built now or reused.
-        recorded_build_seconds(engine_path),
+        recorded_build_seconds(built.engine_path),
         contexts,
         context_memory_size(engine) * contexts,
     )
@@ -324,15 +342,15 @@ def measurement_of(served: Served, timed: Replay, threads: int) -> tuple:
     """A served candidate's scoring.Measurement from its timed replay, and its details for the
     report's JSON."""
     measurement = Measurement(
-        served.candidate,
+        served.built.candidate,
         timed.latencies(),
         context_memory=served.context_memory,
         build_seconds=served.build_seconds,
         throughput=timed.requests / timed.wall_seconds if threads > 1 else None,
     )
     details = {
-        "engine": str(served.engine_path),
-        "engine_line": served.engine_line,
+        "engine": str(served.built.engine_path),
+        "engine_line": served.built.engine_line,
         "contexts": served.contexts,
         "replayed_requests": timed.requests,
         "wall_seconds": timed.wall_seconds,
@@ -384,29 +402,34 @@ def plan_profiles(
     requests = make_requests(histogram, read_input_dtypes(model_path), value_ranges)
     checks = ShapeChecks(model_path, requests, exact)
     with contextlib.ExitStack() as stack:
-        # One timing cache for the run's builds: a layer timed for one candidate keeps its
-        # tactic in the next, so that the candidates differ by their profiles rather than by
-        # the builder's timing of the same kernels. It is dropped with the run.
+        # One timing cache for the run's builds: a layer already timed at the same shapes by an
+        # earlier build reuses that timing instead of being timed again. It goes with the run.
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="plan-")))
         timing_cache = scratch / "timing.cache"
 
-        def serve(candidate):
+        def build(candidate):
             if progress is not None:
                 progress(f"{candidate.name}: {len(candidate.profiles)} profiles")
-            return serve_candidate(
-                model_path, candidate, workload, requests, checks, settings, stack,
-                timing_cache, progress,
-            )  # fmt: skip
+            return build_candidate(model_path, candidate, settings, timing_cache, progress)
 
-        served = [serve(wide_candidate(histogram))]
-        # The planner's cost model weighs the wide profile's latencies, from a replay of its own.
-        alone = replay(
-            served[0].dispatcher.infer, workload, requests, settings.threads, progress, "wide"
-        )
-        for candidate in plan_candidates(histogram, limit, latencies=alone.latencies())[1:]:
-            served.append(serve(candidate))
+        def serve(built, on):
+            return serve_candidate(built, workload, requests, checks, settings, on, progress)
+
+        wide = build(wide_candidate(histogram))
+        # The planner's cost model weighs the wide profile's latencies, from a replay of its
+        # own. It is closed before the other candidates are built, which have the GPU to
+        # themselves.
+        with contextlib.ExitStack() as alone:
+            dispatcher = serve(wide, alone).dispatcher
+            alone_replay = replay(
+                dispatcher.infer, workload, requests, settings.threads, progress, "wide"
+            )
+        del dispatcher  # it holds the engine
+        others = plan_candidates(histogram, limit, latencies=alone_replay.latencies())[1:]
         if given is not None:
-            served.append(serve(given_candidate("given", given)))
+            others.append(given_candidate("given", given))
+        built = [wide, *map(build, others)]
+        served = [serve(b, stack) for b in built]
         timed = replay_side_by_side(
             [s.dispatcher.infer for s in served], workload, requests, settings.threads, progress
         )

@@ -96,7 +96,7 @@ def against_wide(histogram: Mapping, measurement, wide) -> list:
     total = sum(share.requests for share in shares)
     lines = ["  against wide, by the profile that serves them:"]
     for share in shares:
-        which = "split or padded" if share.profile is None else f"profile {share.profile}"
+        which = "split over several" if share.profile is None else f"profile {share.profile}"
         lines.append(
             f"    {which}: {share.requests} requests ({100 * share.requests / total:.1f}%), mean "
             f"{share.mean * USEC:.1f} usec here, {share.wide_mean * USEC:.1f} usec on wide: "
