@@ -9,7 +9,7 @@ from dynamic_shapes.planner.candidates import given_candidate, plan_candidates
 from dynamic_shapes.planner.report import format_report
 from dynamic_shapes.planner.scoring import Measurement
 from dynamic_shapes.planner.workloads import make_histogram, shape_key
-from dynamic_shapes.profiles import make_profiles
+from dynamic_shapes.profiles import make_profiles, profile_shapes
 from scenario import IMAGE_SHAPE, INPUT_NAME, PROFILES
 
 
@@ -18,7 +18,7 @@ def images(batch):
 
 
 def test_a_request_goes_to_the_profile_the_dispatcher_routes_it_to():
-    walkthrough = list(PROFILES.values())  # [1..1], [1..32] opt 4, [128..128]
+    walkthrough = profile_shapes(PROFILES)  # [1..1], [1..32] opt 4, [128..128]
     # Batch 1 lies in the first two: the nearest opt (1, not 4) serves it, as in the dispatcher.
     assert [serving_profile(images(b), walkthrough) for b in (1, 4, 32, 128)] == [0, 1, 1, 2]
     assert serving_profile(images(40), walkthrough) is None  # split over several
@@ -26,10 +26,10 @@ def test_a_request_goes_to_the_profile_the_dispatcher_routes_it_to():
 
 def test_every_dimension_of_every_input_decides():
     # Two inputs, keyed in name order; the profiles cut the sequence at 64.
-    short, long = make_profiles([
+    short, long = profile_shapes(make_profiles([
         {"ids": ((1, 1), (2, 32), (8, 64)), "mask": ((1, 1), (2, 32), (8, 64))},
         {"ids": ((1, 65), (2, 128), (8, 512)), "mask": ((1, 65), (2, 128), (8, 512))},
-    ])  # fmt: skip
+    ]))  # fmt: skip
     request = shape_key({"mask": (4, 100), "ids": (4, 100)})
     assert serving_profile(request, [short, long]) == 1
     assert serving_profile(shape_key({"mask": (4, 9), "ids": (4, 9)}), [short, long]) == 0
@@ -37,7 +37,7 @@ def test_every_dimension_of_every_input_decides():
 
 
 def test_an_input_of_fixed_shape_left_out_of_the_profiles_holds_the_requests_shape():
-    (profile,) = make_profiles([{"ids": ((1, 1), (2, 32), (8, 64))}])
+    (profile,) = profile_shapes(make_profiles([{"ids": ((1, 1), (2, 32), (8, 64))}]))
     assert serving_profile(shape_key({"ids": (4, 9), "scale": (1,)}), [profile]) == 0
     assert serving_profile(shape_key({"ids": (4, 99), "scale": (1,)}), [profile]) is None
 

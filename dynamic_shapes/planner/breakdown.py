@@ -40,15 +40,15 @@ class ProfileShare:
         return self.wide_mean / self.mean
 
 
-def serving_profile(key: tuple, profiles) -> int | None:
+def serving_profile(key: tuple, shapes: list) -> int | None:
     """The index of the profile that serves a request of shape key `key`, or None where no
-    single profile holds it."""
+    single profile holds it; `shapes`: the profiles as profiles.profile_shapes gives them."""
     # An input of fixed shape may be left out of a profile: it holds the request's shape.
     ranges = [
         ProfileRanges(
             *(tuple(p.get(name, (shape,) * 3)[i] for name, shape in key) for i in range(3))
         )
-        for p in profile_shapes(profiles)
+        for p in shapes
     ]
     return choose(tuple(shape for _, shape in key), ranges, RULE)
 
@@ -57,9 +57,10 @@ def by_profile(histogram: Mapping, profiles, latencies: Mapping, wide_latencies:
     """[ProfileShare] of a candidate with `profiles` over the workload `histogram`, in profile
     order (the requests no single profile holds last): each request weighs its shape's latency,
     {shape key: seconds}, on the candidate and on the wide profile."""
+    shapes = profile_shapes(profiles)  # once, not per shape of the workload
     groups = {}
     for key, count in histogram.items():
-        groups.setdefault(serving_profile(key, profiles), []).append((key, count))
+        groups.setdefault(serving_profile(key, shapes), []).append((key, count))
 
     def mean(group, seconds):
         return math.fsum(seconds[key] * count for key, count in group) / requests(group)
