@@ -316,7 +316,12 @@ def last_error(log_path) -> str:
         return " ".join(line.strip() for line in reason.splitlines())
     errors = [log_message(line) for line in lines if line.startswith("E") and LOG_LINE.match(line)]
     errors = errors or [line for line in lines if line.startswith("error:")]
-    return (errors or [log_message(line) for line in lines if line] or ["(no log)"])[-1]
+    return errors[-1] if errors else last_line(lines)
+
+
+def last_line(lines: list) -> str:
+    """The last line of Triton's log that is not blank, without its prefix; "(no log)"."""
+    return next((log_message(line) for line in reversed(lines) if line.strip()), "(no log)")
 
 
 def log_message(line: str) -> str:
@@ -336,8 +341,7 @@ def stop(server, log_path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-            lines = Path(log_path).read_text(errors="replace").splitlines()
-            last = log_message(next((line for line in reversed(lines) if line.strip()), "(no log)"))
+            last = last_line(Path(log_path).read_text(errors="replace").splitlines())
             print(
                 f"serve.py: tritonserver did not stop within {STOP_TIMEOUT_S} s and was killed; "
                 f"its log's last line: {last}",
