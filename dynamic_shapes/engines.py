@@ -35,12 +35,9 @@ def share_profiles(builder, network, builder_config) -> None:
         builder_config.set_preview_feature(feature, True)
 
 
-def build_engine(model_path, profiles: dict, timing_cache=None):
+def build_engine(model_path, profiles: dict):
     """Builds a TensorRT engine for the ONNX model with one optimization profile per entry of
-    `profiles` (use case -> Polygraphy Profile), in order, each shareable between contexts.
-    `timing_cache`: a file of the builder's kernel timings, read where it exists and written
-    with this build's added, so that builds sharing it choose the same kernels for the same
-    layers; None times every kernel afresh."""
+    `profiles` (use case -> Polygraphy Profile), in order, each shareable between contexts."""
     import tensorrt as trt
     from polygraphy.backend.trt import (
         CreateConfig,
@@ -60,15 +57,8 @@ def build_engine(model_path, profiles: dict, timing_cache=None):
             "parser's errors are above"
         ) from error
     try:
-        cache = None if timing_cache is None else str(timing_cache)
-        config = PostprocessConfig(
-            CreateConfig(
-                profiles=list(profiles.values()),
-                load_timing_cache=cache if cache and Path(cache).exists() else None,
-            ),
-            share_profiles,
-        )
-        return engine_from_network(network, config=config, save_timing_cache=cache)
+        config = PostprocessConfig(CreateConfig(profiles=list(profiles.values())), share_profiles)
+        return engine_from_network(network, config=config)
     except PolygraphyException as error:
         raise EngineBuildError(
             f"TensorRT {trt.__version__} could not build an engine from {model_path} ({error}); "
@@ -243,12 +233,10 @@ def check_engine_destination(engine_path, model_path=None) -> Path:
     return engine_path
 
 
-def load_or_build_engine(
-    model_path, engine_path, profiles: dict, rebuild=False, progress=None, timing_cache=None
-):
+def load_or_build_engine(model_path, engine_path, profiles: dict, rebuild=False, progress=None):
     """Reuses the engine at `engine_path` if it was built from the same model and profiles by
     this TensorRT for this GPU model; otherwise builds and saves one, saying so through
-    `progress` (a cli.Progress) while it builds (with `timing_cache`, as build_engine takes it).
+    `progress` (a cli.Progress) while it builds.
     Returns the engine and a line that says which happened, and why."""
     check_engine_destination(engine_path, model_path)
     wanted = build_record(model_path, profiles)
@@ -266,7 +254,7 @@ def load_or_build_engine(
             )
     start = time.monotonic()
     with progress.ticking(f"building {name}") if progress else contextlib.nullcontext():
-        engine = build_engine(model_path, profiles, timing_cache)
+        engine = build_engine(model_path, profiles)
     seconds = time.monotonic() - start
     # The build time is kept in the record (reuse_verdict ignores it), so that a planner that
     # reuses the engine can still report what it cost to build.

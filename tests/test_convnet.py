@@ -73,18 +73,3 @@ def test_every_dispatcher_path_agrees_with_onnx_runtime_at_any_batch(engine, ref
 def test_each_context_needs_activation_memory(engine):
     # What the identity cannot show: a context per profile costs GPU memory here.
     assert context_memory_size(engine) > 2**20
-
-
-def test_tensorrt_takes_the_timing_cache_as_build_engine_hands_it(convnet, tmp_path):
-    # What build_engine passes is checked on the CPU (test_timing_cache.py); here, that this
-    # Polygraphy and TensorRT write the file, and read it back into a second build.
-    from polygraphy.backend.trt import Profile
-
-    cache = tmp_path / "timing.cache"
-    one = {"batch 1": Profile().add(INPUT_NAME, (1, 3, 28, 28), (1, 3, 28, 28), (1, 3, 28, 28))}
-    build_engine(convnet, one, cache)
-    written = cache.read_bytes()
-    few = {"batch 2..4": Profile().add(INPUT_NAME, (2, 3, 28, 28), (4, 3, 28, 28), (4, 3, 28, 28))}
-    engine = build_engine(convnet, few, cache)
-    assert engine.num_optimization_profiles == 1
-    assert len(cache.read_bytes()) >= len(written) > 0

@@ -10,8 +10,7 @@ How the candidates are measured (plan_profiles):
    `<model>.plan-<hash>.engine` (engine_name: the hash is of the profiles alone; the record
    beside it says which model, TensorRT and GPU it was built from, by and for, so a changed
    model is rebuilt in place). The build time is kept in the record, so a reused engine still
-   reports it. The run's builds share one timing cache: a layer an earlier build timed at the
-   same shapes is not timed again, so a later build may take less time than it would alone.
+   reports it.
 2. Served (serve_candidate): the engine loaded from its file, a Dispatcher with one execution
    context per profile (per profile and thread, for a concurrent replay): the context memory
    reported is engines.context_memory_size times those. Untimed, each distinct shape is served
@@ -38,7 +37,6 @@ import contextlib
 import hashlib
 import json
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -271,10 +269,9 @@ class Built:
     engine_line: str
 
 
-def build_candidate(model_path, candidate, settings, timing_cache=None, progress=None) -> Built:
+def build_candidate(model_path, candidate, settings, progress=None) -> Built:
     """Builds the candidate's engine and saves it, or finds a saved one that fits. The engine is
-    not kept: each build has the GPU to itself, and serve_candidate loads it from its file. A
-    build reads and adds to `timing_cache` (a file path, or None)."""
+    not kept: each build has the GPU to itself, and serve_candidate loads it from its file."""
     from polygraphy.logger import G_LOGGER
 
     from dynamic_shapes.engines import load_or_build_engine
@@ -288,7 +285,6 @@ def build_candidate(model_path, candidate, settings, timing_cache=None, progress
             engine_profiles(candidate.profiles),
             rebuild=settings.rebuild,
             progress=progress,
-            timing_cache=timing_cache,
         )
     if progress is not None:
         progress(f"{candidate.name}: {how}")
@@ -402,15 +398,11 @@ def plan_profiles(
     requests = make_requests(histogram, read_input_dtypes(model_path), value_ranges)
     checks = ShapeChecks(model_path, requests, exact)
     with contextlib.ExitStack() as stack:
-        # One timing cache for the run's builds: a layer already timed at the same shapes by an
-        # earlier build reuses that timing instead of being timed again. It goes with the run.
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="plan-")))
-        timing_cache = scratch / "timing.cache"
 
         def build(candidate):
             if progress is not None:
                 progress(f"{candidate.name}: {len(candidate.profiles)} profiles")
-            return build_candidate(model_path, candidate, settings, timing_cache, progress)
+            return build_candidate(model_path, candidate, settings, progress)
 
         def serve(built, on):
             return serve_candidate(built, workload, requests, checks, settings, on, progress)
