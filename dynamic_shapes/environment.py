@@ -93,8 +93,10 @@ def distribution_version(name: str) -> str | None:
 
 def git_commit(folder=PROJECT) -> str | None:
     """The commit checked out in `folder`, with '+changes' when tracked files differ from it;
-    None outside git. The results under `results/` are data, not code: a run that rewrites one
-    (measure.py runs one after another) measures the same code."""
+    None outside git. The results under `results/`, and the pages rendered from them, are data,
+    not code: a run that rewrites them (measure.py runs one after another, rendering after each)
+    measures the same code."""
+    from dynamic_shapes.results import PAGES
 
     def git(*args) -> str:
         return subprocess.run(
@@ -103,7 +105,8 @@ def git_commit(folder=PROJECT) -> str | None:
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")
+        data = [":!results", *(f":!{page.as_posix()}" for page in PAGES.values())]
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", *data)
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+changes" if changed else "")

@@ -30,7 +30,7 @@ def test_outside_a_checkout_there_is_no_commit(tmp_path):
     assert git_commit(tmp_path) is None
 
 
-def test_a_changed_result_is_no_change_of_the_code_but_a_changed_file_is(tmp_path):
+def test_a_changed_result_or_results_page_is_no_change_of_the_code_but_a_changed_file_is(tmp_path):
     def git(*args):
         subprocess.run(
             ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
@@ -39,6 +39,8 @@ def test_a_changed_result_is_no_change_of_the_code_but_a_changed_file_is(tmp_pat
 
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "run.json").write_text("{}")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "results.md").write_text("rendered")
     (tmp_path / "code.py").write_text("")
     git("init", "-q")
     git("add", ".")
@@ -46,6 +48,8 @@ def test_a_changed_result_is_no_change_of_the_code_but_a_changed_file_is(tmp_pat
     commit = git_commit(tmp_path)
     assert commit and "+" not in commit
     (tmp_path / "results" / "run.json").write_text('{"measured": 1}')
+    assert git_commit(tmp_path) == commit
+    (tmp_path / "docs" / "results.md").write_text("rendered again")
     assert git_commit(tmp_path) == commit
     (tmp_path / "code.py").write_text("changed = True")
     assert git_commit(tmp_path) == commit + "+changes"
