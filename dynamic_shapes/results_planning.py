@@ -74,21 +74,30 @@ def ranges(profile: dict) -> str:
     )
 
 
-def against_wide(candidates: list, t: dict) -> list:
-    """Each candidate but the wide one, by the profile that serves its requests: their mean
-    latency there and on the wide profile."""
+def shares_against_wide(candidates: list) -> list:
+    """[(candidate, its profiles as profiles.profile_shapes gives them, [ProfileShare])] for
+    each candidate but the wide one: its requests by the profile that serves them, with their
+    mean latency there and on the wide profile. Empty without a wide candidate."""
     wide = next((c for c in candidates if c["role"] == "wide"), None)
     if wide is None:
         return []
     histogram = {shape_key(s["shapes"]): s["requests"] for s in wide["shapes"]}
-    total = sum(histogram.values())
-    rows = []
+    out = []
     for c in candidates:
-        if c is wide:
-            continue
-        profiles = profiles_from_json(json.dumps(c["profiles"]))
-        shapes = profile_shapes(profiles)
-        for share in by_profile(histogram, profiles, latencies(c), latencies(wide)):
+        if c is not wide:
+            profiles = profiles_from_json(json.dumps(c["profiles"]))
+            shares = by_profile(histogram, profiles, latencies(c), latencies(wide))
+            out.append((c, profile_shapes(profiles), shares))
+    return out
+
+
+def against_wide(candidates: list, t: dict) -> list:
+    """Each candidate but the wide one, by the profile that serves its requests: their mean
+    latency there and on the wide profile."""
+    rows = []
+    for c, shapes, shares in shares_against_wide(candidates):
+        total = sum(share.requests for share in shares)
+        for share in shares:
             where = (
                 t["plan_split"] if share.profile is None
                 else f"{share.profile}: {ranges(shapes[share.profile])}"
@@ -97,6 +106,8 @@ def against_wide(candidates: list, t: dict) -> list:
                 c["name"], where, count(share.requests), f"{100 * share.requests / total:.1f}",
                 us(share.mean * US), us(share.wide_mean * US), times(share.gain),
             ])  # fmt: skip
+    if not rows:
+        return []
     return [t["plan_by_profile"], "", *table(t["plan_by_profile_header"], rows, right_from=2)]
 
 
