@@ -245,7 +245,10 @@ def plan_against_wide(environment, t):
             for share in shares
             if share.profile is not None
         ]
-        text += "; " + t["plan_profile_gains"].format(low=times(min(gains)), high=times(max(gains)))
+        if gains:  # none where every request was split over several profiles
+            text += "; " + t["plan_profile_gains"].format(
+                low=times(min(gains)), high=times(max(gains))
+            )
     return text, ratio >= 1.2
 
 
