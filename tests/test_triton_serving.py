@@ -91,6 +91,14 @@ def server(request, engine):
             process.wait(60)
 
 
+def gone(server) -> str:
+    """What serve.py said before it exited (its pipes are read to the end only once it has)."""
+    process = server["process"]
+    return (
+        f"serve.py exited with {process.returncode}: {process.stdout.read()}{process.stderr.read()}"
+    )
+
+
 def clients(server):
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
@@ -174,7 +182,11 @@ def test_a_client_that_disconnects_mid_request_harms_nothing(server):
         client.async_infer(MODEL, [tensor], callback=lambda result, error: None)
         client.close()  # gone before the answer
     triton, client = clients(server)["grpc"]
-    assert np.array_equal(infer(triton, client, images), images)
+    try:
+        assert np.array_equal(infer(triton, client, images), images)
+    finally:
+        time.sleep(0.5)  # a server that is going down has gone by now
+        assert server["process"].poll() is None, gone(server)
 
 
 def test_load_from_processes_is_exact_and_batched(server, tmp_path):
@@ -195,8 +207,9 @@ def test_load_from_processes_is_exact_and_batched(server, tmp_path):
 
 def test_sigterm_stops_the_server_and_leaves_nothing_running(server):
     process = server["process"]
+    assert process.poll() is None, gone(server)
     process.send_signal(signal.SIGTERM)
-    assert process.wait(60) == 0
+    assert process.wait(60) == 0, gone(server)
     assert "Stopping tritonserver" in process.stdout.read()
     assert "was killed" not in process.stderr.read()  # it stopped as Ctrl-C stops it
     time.sleep(1)
