@@ -175,8 +175,8 @@ TEXT = {
             "vs wide",
         ],
         "plan_split": "split over several",
-        "plan_profile_gains": "the planned profiles, each on the requests it serves: {low} to "
-        "{high} the wide profile's speed",
+        "plan_profile_gains": "every planned set's profiles, each on the requests it serves: "
+        "{low} to {high} the wide profile's speed",
         "plan_best": "The best, {name}, as Polygraphy's options:",
         "backends_title": "Triton's two backends side by side (loadgen.py against serve.py)",
         "backends_note": "The same requests from the same clients, over gRPC, one machine. "
@@ -388,8 +388,8 @@ TEXT = {
             "vs wide",
         ],
         "plan_split": "拆分到多个配置文件",
-        "plan_profile_gains": "各规划配置文件在其所服务的请求上：为宽配置文件速度的 {low} 至 "
-        "{high}",
+        "plan_profile_gains": "每个规划组合的各配置文件在其所服务的请求上：为宽配置文件速度的 "
+        "{low} 至 {high}",
         "plan_best": "最佳的 {name}，以 Polygraphy 选项表示：",
         "backends_title": "Triton 的两种后端并列比较（loadgen.py 对 serve.py）",
         "backends_note": "同一台机器上，相同的客户端经 gRPC 发送相同的请求。"

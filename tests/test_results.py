@@ -344,7 +344,9 @@ def test_the_transformers_plan_is_held_to_1_2x_over_the_wide_profile(tmp_path, w
     assert cells[2] == met
     # Short of the target, the measurement that says why: every planned profile serves its own
     # requests at the wide profile's speed over the set's (the same for each, here).
-    why = f"the planned profiles, each on the requests it serves: {wide:.2f}x to {wide:.2f}x"
+    why = (
+        f"every planned set's profiles, each on the requests it serves: {wide:.2f}x to {wide:.2f}x"
+    )
     assert (why in cells[1]) == (met == "no")
 
 
