@@ -4,13 +4,10 @@ cuda-bindings: page-locked memory, free memory, the GPU's name, whether MPS serv
 
 import contextlib
 import functools
-import logging
 import re
 import weakref
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 TENSORRT_INSTALL = "python3 -m pip install tensorrt"
 # What pip installs a library TensorRT loads from: the fix where the library cannot be found.
