@@ -99,6 +99,14 @@ def parse_args(argv=None):
         built=True,
     )
     options.add_json(parser, "also write every figure here")
+    parser.add_argument(
+        "--at",
+        metavar="COMMIT",
+        help="run the load and the lifecycles of this earlier commit of the project instead, by "
+        "its own stress.py from a copy of it out of git, with the counts and options given here "
+        "(it needs that commit's requirements); its figures are recorded under that commit, to "
+        "compare a change with the code before it in one session",
+    )
     options.add_quick(
         parser,
         "8 x 250 requests after 8 x 100, 20 dispatchers, 30 prepared requests of each "
@@ -116,7 +124,30 @@ def parse_args(argv=None):
             "--memory gpu needs CuPy: python3 -m pip install -r requirements-gpu-arrays.txt"
         )
     options.fill_counts(args, COUNTS, QUICK_COUNTS)
+    if args.at is not None:
+        from dynamic_shapes.stress.earlier import short_commit
+
+        try:
+            args.at = short_commit(args.at)
+        except ValueError as error:
+            parser.error(f"argument --at: {error}")
     return args
+
+
+# The options an earlier commit's stress.py is given, each as parsed here: every count, filled
+# in as --quick or the defaults fill it, so that both commits run the same load.
+PASSED_ON = ("processes", "threads", "requests", "warmup", "max_batch", "path", "memory",
+             "contexts_per_profile", "dispatchers", "prepared", "activations")  # fmt: skip
+
+
+def earlier_arguments(args) -> list:
+    """The command line of an earlier commit's stress.py for the load `args` asks for."""
+    arguments = []
+    for name in PASSED_ON:
+        arguments += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    if args.graphs_after is not None:
+        arguments += ["--graphs-after", str(args.graphs_after)]
+    return arguments
 
 
 def main(argv=None) -> int:
@@ -124,6 +155,10 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
+    if args.at is not None:
+        from dynamic_shapes.stress.earlier import run_earlier
+
+        return run_earlier(args.at, earlier_arguments(args), args.json)
     ensure_model(MODEL_PATH)
     require_gpu_stack()
     engine, how = load_or_build_engine(MODEL_PATH, args.engine, PROFILES)

@@ -84,6 +84,10 @@ class Run:
     render_first: bool = False
 
 
+# The commit stress.json's load is compared with, run again beside it (stress.py --at): the
+# code from before infer() cut its per-request work and replayed graphs of shapes sent again.
+EARLIER_COMMIT = "f6ff2c5"
+EARLIER_STRESS = f"stress-{EARLIER_COMMIT}.json"
 MPS = " (MPS)"
 RECORD_ENVIRONMENT = "python3 render_results.py --record-environment"
 # The walkthrough's hand-picked profiles as Polygraphy takes them (low latency, dynamic batching,
@@ -156,6 +160,18 @@ RUNS = (
         "stress.json",
         "python3 stress.py --requests 5000 --json $folder/stress.json",
         estimate_s=90,
+    ),
+    Run(
+        # The same load from page-locked arrays: what the pageable load's staging copies cost.
+        "stress-page-locked.json",
+        "python3 stress.py --requests 5000 --memory page-locked "
+        "--json $folder/stress-page-locked.json",
+        estimate_s=90,
+    ),
+    Run(
+        EARLIER_STRESS,
+        f"python3 stress.py --requests 5000 --at {EARLIER_COMMIT} --json $folder/{EARLIER_STRESS}",
+        estimate_s=120,
     ),
     Run(
         "stress-graphs.json",

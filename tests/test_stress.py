@@ -1,11 +1,14 @@
 """stress.py's load across processes, without a GPU: how the processes' shares add up, and how
 a process that fails stops the others and is reported."""
 
+import json
 import re
+import subprocess
 
 import pytest
 
 import stress
+from dynamic_shapes.stress.earlier import run_earlier
 from dynamic_shapes.stress.processes import (
     ANOTHER_PROCESS_FAILED,
     combine_shares,
@@ -114,3 +117,75 @@ def test_the_graphs_of_shapes_sent_again_are_off_unless_asked_and_said_where_on(
     result = run_script("stress.py", "--path", "runner", "--graphs-after", "1")
     assert result.returncode == 2
     assert "--graphs-after needs --path lean" in result.stderr
+
+
+def git_repo(folder, stress_text):
+    """A git repository whose one commit holds `stress_text` as stress.py; its short name."""
+    folder.mkdir()
+    (folder / "stress.py").write_text(stress_text)
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=folder, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+
+    git("init", "-q")
+    git("add", "stress.py")
+    git("commit", "-q", "-m", "earlier")
+    return git("rev-parse", "--short", "HEAD")
+
+
+# An earlier stress.py that writes its arguments as its figures, and fails where told to.
+EARLIER_STRESS = """
+import json, sys
+args = sys.argv[1:]
+if "--fail" in args:
+    sys.exit(3)
+if "--json" in args:
+    with open(args[args.index("--json") + 1], "w") as f:
+        json.dump({"load": {"args": args[: args.index("--json")]}, "lifecycle": {}}, f)
+sys.exit(1 if "--verdict-fails" in args else 0)
+"""
+
+
+def test_an_earlier_commit_runs_its_own_stress_and_its_figures_name_that_commit(tmp_path):
+    commit = git_repo(tmp_path / "repo", EARLIER_STRESS)
+    out = tmp_path / "earlier.json"
+    code = run_earlier(commit, ["--requests", "7"], out, project=tmp_path / "repo")
+    assert code == 0
+    record = json.loads(out.read_text())
+    assert record["load"]["args"] == ["--requests", "7"]
+    assert record["environment"]["commit"] == commit
+    assert record["environment"]["python"]  # this machine's environment around it
+    # A run that wrote its figures and failed its verdicts keeps them, with its exit code.
+    assert run_earlier(commit, ["--verdict-fails"], out, project=tmp_path / "repo") == 1
+    assert json.loads(out.read_text())["load"]["args"] == ["--verdict-fails"]
+
+
+def test_an_earlier_commit_that_writes_nothing_leaves_the_file_as_it_was(tmp_path, capsys):
+    commit = git_repo(tmp_path / "repo", EARLIER_STRESS)
+    out = tmp_path / "earlier.json"
+    out.write_text("before")
+    assert run_earlier(commit, ["--fail"], out, project=tmp_path / "repo") == 3
+    assert out.read_text() == "before"
+    assert f"git show {commit}:requirements.txt" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no commit 'nosuchcommit' in the git history"):
+        run_earlier("nosuchcommit", [], out, project=tmp_path / "repo")
+
+
+def test_at_passes_on_every_count_and_refuses_an_unknown_commit():
+    args = stress.parse_args(["--quick", "--threads", "3", "--memory", "page-locked"])
+    passed = stress.earlier_arguments(args)
+    pairs = dict(zip(passed[::2], passed[1::2], strict=True))
+    assert pairs == {
+        "--processes": "1", "--threads": "3", "--requests": "250", "--warmup": "100",
+        "--max-batch": "300", "--path": "lean", "--memory": "page-locked",
+        "--contexts-per-profile": "4", "--dispatchers": "20", "--prepared": "30",
+        "--activations": "100",
+    }  # fmt: skip
+    args = stress.parse_args(["--graphs-after", "2"])
+    assert stress.earlier_arguments(args)[-2:] == ["--graphs-after", "2"]
+    result = run_script("stress.py", "--at", "nosuchcommit")
+    assert result.returncode == 2
+    assert "argument --at: no commit 'nosuchcommit'" in result.stderr
