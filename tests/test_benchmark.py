@@ -111,6 +111,11 @@ def test_summarize_gives_median_and_percentiles_in_microseconds():
     assert stats["p90_us"] == pytest.approx(90.1)
     assert stats["p99_us"] == pytest.approx(99.01)
     assert stats["samples"] == 100
+    assert "round_medians_us" not in stats  # one round: no drift between rounds to show
+    # Rounds of as many samples each, in order: each round's median, the drift between them.
+    rounds = summarize([1000 * i for i in range(1, 101)], rounds=4)
+    assert rounds["round_medians_us"] == pytest.approx([13.0, 38.0, 63.0, 88.0])
+    assert rounds["median_us"] == stats["median_us"]
 
 
 ACCEPTED = "low latency 1, dynamic batching 1..32, offline 128"

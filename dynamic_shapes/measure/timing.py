@@ -9,11 +9,16 @@ from pathlib import Path
 import numpy as np
 
 
-def summarize(samples_ns) -> dict:
-    """Median, p90 and p99 of samples in nanoseconds, in microseconds."""
+def summarize(samples_ns, rounds=1) -> dict:
+    """Median, p90 and p99 of samples in nanoseconds, in microseconds; with several `rounds`
+    of as many samples each, in order, also each round's median, whose spread is the drift
+    between rounds."""
     samples = np.asarray(samples_ns, dtype=np.float64) / 1000.0
     median, p90, p99 = np.percentile(samples, [50, 90, 99])
-    return {"median_us": median, "p90_us": p90, "p99_us": p99, "samples": len(samples)}
+    stats = {"median_us": median, "p90_us": p90, "p99_us": p99, "samples": len(samples)}
+    if rounds > 1:
+        stats["round_medians_us"] = [float(np.median(r)) for r in np.split(samples, rounds)]
+    return stats
 
 
 def interleave(variants: dict, settings, progress, label) -> dict:
@@ -33,7 +38,7 @@ def interleave(variants: dict, settings, progress, label) -> dict:
                 start = time.perf_counter_ns()
                 call()
                 samples[name].append(time.perf_counter_ns() - start)
-    return {name: summarize(values) for name, values in samples.items()}
+    return {name: summarize(values, settings.rounds) for name, values in samples.items()}
 
 
 def profile_calls(call, count) -> list:
