@@ -302,7 +302,8 @@ def targets_section(environment: Environment, t: dict, language: str) -> list:
         measured, met = result if result else (t["not_measured"], None)
         verdict = "-" if met is None else t["yes"] if met else t["no"]
         rows.append([target.en if language == "en" else target.zh, measured, verdict])
-    return [f"### {t['targets']}", "", *table([t["target"], t["measured"], t["met"]], rows, 3)]
+    header = [t["target"], t["measured"], t["met"]]
+    return [f"### {t['targets']}", "", *table(header, rows, 3), t["targets_note"], ""]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -225,6 +225,17 @@ TEXT = {
         "inspect": "polygraphy inspect model",
         "suite": "The test suite on this machine",
         "runs_of": "{count} runs, {errors} errors",
+        "targets_note": "A ratio to a floor is that of the medians over every round; in "
+        "parentheses, where the rounds were recorded, the lowest and the highest round's.",
+        "infer_worst": "furthest, {model} at batch {batch}: ",
+        "pageable_worst": "{variant}: ",
+        "infer_work": "a prepared request (the same copies and inference, without infer()'s "
+        "work per request) takes {prepared}{beside}, and infer()'s own work adds {added} us, "
+        "where the target leaves {left} us over the floor",
+        "infer_beside": ", {part} {ratio}",
+        "stress_apart": "{file} was not measured on the same day: run both again",
+        "stress_page_locked": "the same load from page-locked arrays, without staging "
+        "copies: {rate} images/s ({ratio})",
         "growth": "at most GPU {gpu} MiB, host {host} MiB, over {loads} loads",
     },
     "zh-CN": {
@@ -435,6 +446,16 @@ TEXT = {
         "inspect": "polygraphy inspect model",
         "suite": "该机器上的测试套件",
         "runs_of": "{count} 次运行，{errors} 个错误",
+        "targets_note": "与下限之比为全部轮次中位数之比；括号内（若记录了各轮）为各轮之比的最低"
+        "与最高值。",
+        "infer_worst": "差距最大的是{model}、批大小 {batch}：",
+        "pageable_worst": "{variant}：",
+        "infer_work": "预备请求（同样的拷贝与推理，但没有 infer() 每个请求的工作）为 "
+        "{prepared}{beside}，infer() 自身的工作再增加 {added} us，而目标只在下限之上留出 {left} us",
+        "infer_beside": "，{part} {ratio}",
+        "stress_apart": "{file} 不是在同一天测量的：请两者都重新运行",
+        "stress_page_locked": "同样的负载改用页锁定数组、没有暂存拷贝时：每秒 {rate} 张图像"
+        "（{ratio}）",
         "growth": "{loads} 次负载中最多：GPU {gpu} MiB，主机 {host} MiB",
     },
 }

@@ -175,11 +175,13 @@ def benchmark(prepared_graph_at_1=16.0) -> dict:
     }
 
 
-def stress(processes=1, threads=8, memory="pageable", mps=False, images_per_s=220_000.0):
+def stress(
+    processes=1, threads=8, memory="pageable", mps=False, images_per_s=220_000.0, commit=None
+):
     seconds = 27.0
     requests = int(images_per_s * seconds / 150)
     return {
-        "environment": ENVIRONMENT,
+        "environment": {**ENVIRONMENT, "commit": commit or ENVIRONMENT["commit"]},
         "load": {
             "processes": processes,
             "threads": threads,
@@ -362,6 +364,8 @@ def full_folder() -> dict:
         "environment.json": ENVIRONMENT,
         "benchmark.json": benchmark(),
         "stress.json": stress(),
+        "stress-page-locked.json": stress(memory="page-locked", images_per_s=400_000.0),
+        "stress-f6ff2c5.json": stress(images_per_s=200_000.0, commit="f6ff2c5"),
         "stress-mps-6x3-page-locked.json": stress(6, 3, "page-locked", True, 1_700_000.0),
         "triton.json": triton(
             [level(1, 1100.0, 870.0, 1270.0, 1.0), level(64, 8400.0, 7100.0, 12100.0, 37.8)]

@@ -19,6 +19,8 @@ BASELINE = "bare loop, page-locked"
 # is all a GPU-resident request needs.
 COPIES = "bare copies alone, page-locked (no inference)"
 GPU_BASELINE = "bare execute, GPU-resident"
+# The host's share of a pageable request: its copies into and out of page-locked memory.
+STAGING = "staging copies alone, one thread (no GPU)"
 # For a profile of one shape: the bare loop's copies and inference captured once in a CUDA graph
 # and replayed, the least a request of that size can cost from Python.
 GRAPH_FLOOR = "bare graph replay, page-locked"
@@ -195,9 +197,7 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
                 out = by_output(dispatchers["no graphs"], requests.pageable_out)
                 if len(out) == 1:
                     ((name, array),) = out.items()
-                    variants["staging copies alone, one thread (no GPU)"] = partial(
-                        stage, request, staged[0], staged[1][name], array
-                    )
+                    variants[STAGING] = partial(stage, request, staged[0], staged[1][name], array)
             variants["bare loop, pageable"] = partial(pageable[index].run, batch)
             variants[BASELINE] = partial(pinned[index].run, batch)
             variants[COPIES] = partial(pinned[index].run, batch, inference=False)
