@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 import stress
-from dynamic_shapes.stress.earlier import run_earlier
+from dynamic_shapes.stress.earlier import SMALLEST_RUN, run_earlier
 from dynamic_shapes.stress.processes import (
     ANOTHER_PROCESS_FAILED,
     combine_shares,
@@ -138,8 +138,10 @@ def git_repo(folder, stress_text):
 
 # An earlier stress.py that writes its arguments as its figures, and fails where told to.
 EARLIER_STRESS = """
-import json, sys
+import json, os, sys
 args = sys.argv[1:]
+with open(os.environ["STRESS_LOG"], "a") as log:
+    log.write(" ".join(args) + "\\n")
 if "--fail" in args:
     sys.exit(3)
 if "--json" in args:
@@ -149,11 +151,18 @@ sys.exit(1 if "--verdict-fails" in args else 0)
 """
 
 
-def test_an_earlier_commit_runs_its_own_stress_and_its_figures_name_that_commit(tmp_path):
+def test_an_earlier_commit_runs_its_own_stress_and_its_figures_name_that_commit(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("STRESS_LOG", str(tmp_path / "log"))
     commit = git_repo(tmp_path / "repo", EARLIER_STRESS)
     out = tmp_path / "earlier.json"
     code = run_earlier(commit, ["--requests", "7"], out, project=tmp_path / "repo")
     assert code == 0
+    # The smallest run builds the engine first; the measured run loads it.
+    first, measured = (tmp_path / "log").read_text().splitlines()
+    assert first == " ".join(SMALLEST_RUN)
+    assert measured.startswith("--requests 7 --json ")
     record = json.loads(out.read_text())
     assert record["load"]["args"] == ["--requests", "7"]
     assert record["environment"]["commit"] == commit
@@ -163,7 +172,10 @@ def test_an_earlier_commit_runs_its_own_stress_and_its_figures_name_that_commit(
     assert json.loads(out.read_text())["load"]["args"] == ["--verdict-fails"]
 
 
-def test_an_earlier_commit_that_writes_nothing_leaves_the_file_as_it_was(tmp_path, capsys):
+def test_an_earlier_commit_that_writes_nothing_leaves_the_file_as_it_was(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("STRESS_LOG", str(tmp_path / "log"))
     commit = git_repo(tmp_path / "repo", EARLIER_STRESS)
     out = tmp_path / "earlier.json"
     out.write_text("before")
