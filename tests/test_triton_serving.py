@@ -92,11 +92,14 @@ def server(request, engine):
 
 
 def gone(server) -> str:
-    """What serve.py said before it exited (its pipes are read to the end only once it has)."""
+    """What serve.py said before it exited; a tritonserver that outlives it and holds its pipes
+    open is waited for a few seconds only."""
     process = server["process"]
-    return (
-        f"serve.py exited with {process.returncode}: {process.stdout.read()}{process.stderr.read()}"
-    )
+    try:
+        out, err = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        return f"serve.py exited with {process.returncode}; its output is held by another process"
+    return f"serve.py exited with {process.returncode}: {out}{err}"
 
 
 def clients(server):
