@@ -2,6 +2,7 @@
 of memory, and the bare loops and copies that are the floors under them."""
 
 import itertools
+import time
 from functools import partial
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from dynamic_shapes.dispatch import Dispatcher
 from dynamic_shapes.engines import create_contexts, deactivate_runner
 from dynamic_shapes.measure.engines import Engines, close_all
-from dynamic_shapes.measure.timing import interleave, profile_calls
+from dynamic_shapes.measure.timing import interleave, profile_calls, summarize
 from dynamic_shapes.serving.planning import choose_profile
 from dynamic_shapes.serving.shape_graphs import DEFAULT_AFTER
 from dynamic_shapes.tensors import random_batch
@@ -56,6 +57,8 @@ DISPATCHERS = {
 # Distinct arrays a request cycles through in the fresh-arrays row.
 FRESH_ARRAYS = 8
 FRESH = "dispatcher, pageable, fresh arrays, CUDA graph"
+# Requests timed that capture their shape's graphs, the graphs freed before each.
+CAPTURES = 20
 # The infer() rows profiled at batch 1 (cProfile: each function's own time per request).
 INFER_PROFILED = (
     "dispatcher, page-locked, CUDA graph",
@@ -128,6 +131,22 @@ def dispatcher_variants(dispatchers, requests) -> dict:
     return variants
 
 
+def capturing_requests(dispatcher, request, reference, batch) -> dict:
+    """What the request that captures its shape's graphs costs: infer() of a shape sent
+    before, timed right after free_graphs() (which keeps the count of requests a shape was
+    sent), CAPTURES times, each output checked."""
+    samples, before = [], dispatcher.graph_stats().captures
+    for number in range(CAPTURES):
+        dispatcher.free_graphs()
+        start = time.perf_counter_ns()
+        outputs = dispatcher.infer(request)
+        samples.append(time.perf_counter_ns() - start)
+        what = f"capturing request, batch {batch}, {number + 1}"
+        reference.check(what, request, by_output(dispatcher, outputs))
+    # Each should have captured; one whose capture failed was served as before.
+    return {**summarize(samples), "captured": dispatcher.graph_stats().captures - before}
+
+
 def check_dispatchers(reference, dispatchers, requests, batch) -> None:
     """Checks every dispatcher's outputs, from every kind of memory, against ONNX Runtime."""
     inputs = requests.pageable
@@ -180,7 +199,7 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
         notes.append(GPU_ARRAYS_MISSING)
     pageable = engines.bare_loops(engines.narrow, pinned=False)
     pinned = engines.bare_loops(engines.narrow, pinned=True)
-    by_batch, infer_profile = {}, {}
+    by_batch, infer_profile, captures = {}, {}, {}
     try:
         for batch in settings.convenience_batches:
             index = choose_profile(batch, ranges)
@@ -220,6 +239,10 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
             if dispatchers:
                 check_dispatchers(reference, dispatchers, requests, batch)
                 close_all(requests.prepared.values())  # and the contexts of their own
+                progress(f"6. batch {batch}: requests that capture their graphs")
+                captures[batch] = capturing_requests(
+                    dispatchers["graphs"], requests.pageable, reference, batch
+                )
             reference.check_loop("bare loop, pageable", pageable[index], batch)
             reference.check_loop(BASELINE, pinned[index], batch)
             if GRAPH_FLOOR in variants:
@@ -238,4 +261,5 @@ def measure_convenience(engines, reference, settings, progress) -> dict:
         "notes": notes,
         "trtrunner_profile": top,
         "infer_profile": infer_profile,
+        "capturing_requests": captures,
     }
