@@ -127,6 +127,9 @@ def parse_args(argv=None):
     if args.at is not None:
         from dynamic_shapes.stress.earlier import short_commit
 
+        if args.engine != ENGINE_PATH:
+            parser.error("--engine with --at: the earlier commit builds and serves its own engine")
+
         try:
             args.at = short_commit(args.at)
         except ValueError as error:

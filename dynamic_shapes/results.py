@@ -50,7 +50,9 @@ FLOOR, GPU_FLOOR = BASELINE, GPU_BASELINE
 INFER = "dispatcher, "
 PREPARED = INFER + "prepared, "
 GRAPH = ", CUDA graph"
-PAGEABLE_INFER = (INFER + "pageable", INFER + "pageable" + GRAPH)
+# infer() of a pageable request whose shape was sent before: its graphs replay.
+SHAPE_GRAPHS = INFER + "pageable" + GRAPH
+PAGEABLE_INFER = (INFER + "pageable", SHAPE_GRAPHS)
 ONE_CONTEXT = ", 1 context"
 
 

@@ -15,6 +15,7 @@ from dynamic_shapes.results import (
     PREPARED,
     RESULTS,
     ROUTING_FILE,
+    SHAPE_GRAPHS,
     STRESS_FILE,
     TRITON_FILE,
     Environment,
@@ -175,6 +176,7 @@ def convenience_section(name: str, model: dict, t: dict) -> list:
                     row.append(f"{us(s['median_us'])} ({times(ratio)})")
             rows.append(row)
         out += [f"{title}:", "", *table([t["batch"], *map(short, columns)], rows)]
+    out += capturing_requests(model["convenience"], dict(batches), t)
     profiles = model["convenience"].get("infer_profile") or {}
     rows = [
         [short(variant), f"`{item['function']}`", us(item["us_per_infer"]),
@@ -185,6 +187,19 @@ def convenience_section(name: str, model: dict, t: dict) -> list:
     if rows:
         out += [f"{t['infer_profile']}:", "", *table(t["infer_profile_header"], rows)]
     return out
+
+
+def capturing_requests(convenience: dict, batches: dict, t: dict) -> list:
+    """A line on the requests that capture their shape's graphs, against the replays."""
+    parts = []
+    for batch, stats in by_batch(convenience.get("capturing_requests", {})):
+        replay = batches.get(batch, {}).get(SHAPE_GRAPHS)
+        parts.append(t["capturing_batch"].format(
+            batch=batch, median=us(stats["median_us"]), p99=us(stats["p99_us"]),
+            captured=stats["captured"], count=stats["samples"],
+            ratio="-" if replay is None else times(stats["median_us"] / replay["median_us"]),
+        ))  # fmt: skip
+    return [t["capturing"].format(batches="; ".join(parts)), ""] if parts else []
 
 
 def contexts_section(models: dict, t: dict) -> list:
@@ -287,6 +302,12 @@ def triton_section(runs: dict, t: dict) -> list:
     return [*out, *measured_with(runs, t)]
 
 
+def without_folders(text: str) -> str:
+    """A script's output without the folder of the machine it ran on: Polygraphy names the
+    engine it loads by its absolute path."""
+    return re.sub(r"(Loading bytes from )/\S*/", r"\1", text)
+
+
 def suite_summary(text: str) -> str:
     """The suite's result: its last summary line and the reasons tests were skipped."""
     lines = text.splitlines()
@@ -325,7 +346,8 @@ def render_environment(environment: Environment, t: dict, language: str) -> list
     out += backends_section(triton, t)
     for name, title in (("example.txt", "example"), ("inspect.txt", "inspect")):
         if name in runs:
-            out += [f"### {t[title]}", "", *code_block(runs[name]), *measured_with([name], t)]
+            text = without_folders(runs[name])
+            out += [f"### {t[title]}", "", *code_block(text), *measured_with([name], t)]
     if "suite.txt" in runs:
         out += [f"### {t['suite']}", "", *code_block(suite_summary(runs["suite.txt"]))]
         out += measured_with(["suite.txt"], t)

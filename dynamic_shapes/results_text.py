@@ -59,6 +59,10 @@ TEXT = {
         f"floor for the same memory: `{FLOOR}` for host arrays, `{GPU_FLOOR}` for GPU arrays. "
         "A dash: not measured for that batch (the notes say why).",
         "through_infer": "Through `infer` and `TrtRunner.infer`",
+        "capturing": "The request that captures its shape's graphs (`pageable, CUDA graph`, "
+        "whose graphs were freed before it), against the replays: {batches}.",
+        "capturing_batch": "batch {batch}, median {median} us, p99 {p99} us, {ratio} the "
+        "replay's median ({captured} of {count} captured)",
         "prepared_and_floors": "Prepared requests and the bare loops",
         "infer_profile": "Where `infer` spends its time at batch 1: each function's own time per "
         "request under cProfile, whose own cost inflates every figure; the functions that take "
@@ -230,12 +234,17 @@ TEXT = {
         "infer_worst": "furthest, {model} at batch {batch}: ",
         "pageable_worst": "{variant}: ",
         "infer_work": "a prepared request (the same copies and inference, without infer()'s "
-        "work per request) takes {prepared}{beside}, and infer()'s own work adds {added} us, "
-        "where the target leaves {left} us over the floor",
+        "work per request) takes {prepared}{beside}",
+        "infer_rest": ", and the rest, infer()'s own work, adds {added} us, where the target "
+        "leaves {left} us over the floor",
+        "parts_over": ": together {ratio} of the floor, over the target before infer()'s own "
+        "work, which adds {added} us",
         "infer_beside": ", {part} {ratio}",
         "stress_apart": "{file} was not measured on the same day: run both again",
         "stress_page_locked": "the same load from page-locked arrays, without staging "
-        "copies: {rate} images/s ({ratio})",
+        "copies: {rate} images/s ({ratio} stress.json's)",
+        "stress_differ": "{file} is not the same load ({settings} differ): run both again",
+        "stress_errors": "{errors} wrong or failed responses",
         "growth": "at most GPU {gpu} MiB, host {host} MiB, over {loads} loads",
     },
     "zh-CN": {
@@ -290,6 +299,10 @@ TEXT = {
         "convenience_note": "每个请求的中位数微秒数；括号内为相对同类内存下限的比值："
         f"主机数组对 `{FLOOR}`，GPU 数组对 `{GPU_FLOOR}`。短横线：该批大小未测量（原因见注）。",
         "through_infer": "经由 `infer` 和 `TrtRunner.infer`",
+        "capturing": "为其形状捕获图的请求（`pageable, CUDA graph`，其图在此之前已释放），与重放"
+        "相比：{batches}。",
+        "capturing_batch": "批大小 {batch}，中位数 {median} us，p99 {p99} us，为重放中位数的 "
+        "{ratio}（{count} 次中 {captured} 次捕获）",
         "prepared_and_floors": "预备请求（prepared request）与裸循环",
         "infer_profile": "批大小 1 时 `infer` 的时间花在哪里：cProfile 下每个函数每个请求的自身"
         "时间（cProfile 本身的开销会抬高每个数字）；耗时最多的函数",
@@ -451,11 +464,17 @@ TEXT = {
         "infer_worst": "差距最大的是{model}、批大小 {batch}：",
         "pageable_worst": "{variant}：",
         "infer_work": "预备请求（同样的拷贝与推理，但没有 infer() 每个请求的工作）为 "
-        "{prepared}{beside}，infer() 自身的工作再增加 {added} us，而目标只在下限之上留出 {left} us",
+        "{prepared}{beside}",
+        "infer_rest": "，其余部分即 infer() 自身的工作再增加 {added} us，而目标只在下限之上留出 "
+        "{left} us",
+        "parts_over": "：合计为下限的 {ratio}，在 infer() 自身的工作之前已超过目标，后者再增加 "
+        "{added} us",
         "infer_beside": "，{part} {ratio}",
         "stress_apart": "{file} 不是在同一天测量的：请两者都重新运行",
         "stress_page_locked": "同样的负载改用页锁定数组、没有暂存拷贝时：每秒 {rate} 张图像"
-        "（{ratio}）",
+        "（为 stress.json 的 {ratio}）",
+        "stress_differ": "{file} 不是同样的负载（{settings} 不同）：请两者都重新运行",
+        "stress_errors": "{errors} 个错误或失败的响应",
         "growth": "{loads} 次负载中最多：GPU {gpu} MiB，主机 {host} MiB",
     },
 }

@@ -53,7 +53,7 @@ def with_spread(stats: dict, variant: str) -> str:
     text = times(ratio_to_floor(stats, variant))
     rounds = stats[variant].get("round_medians_us")
     floors = stats[floor_of(variant)].get("round_medians_us")
-    if rounds and floors:
+    if rounds and floors and len(rounds) == len(floors):
         ratios = [mine / floor for mine, floor in zip(rounds, floors, strict=True)]
         text += f" ({times(min(ratios))}-{times(max(ratios))})"
     return text
@@ -75,16 +75,18 @@ def infer_work(stats: dict, variant: str, limit: float, t, prepared=None, also=(
         return None
     floor = stats[floor_of(variant)]["median_us"]
     beside = [stats[part]["median_us"] for part in also]
-    added = stats[variant]["median_us"] - stats[prepared]["median_us"] - sum(beside)
-    return t["infer_work"].format(
+    parts = stats[prepared]["median_us"] + sum(beside)
+    added = stats[variant]["median_us"] - parts
+    text = t["infer_work"].format(
         prepared=times(stats[prepared]["median_us"] / floor),
         beside="".join(
             t["infer_beside"].format(part=short(part), ratio=times(us_ / floor))
             for part, us_ in zip(also, beside, strict=True)
         ),
-        added=us(added),
-        left=us((limit - 1.0) * floor),
     )
+    if also and parts > limit * floor:  # what infer() cannot do without is over the target
+        return text + t["parts_over"].format(ratio=times(parts / floor), added=us(added))
+    return text + t["infer_rest"].format(added=us(added), left=us((limit - 1.0) * floor))
 
 
 def within_floor(variant: str, limit: float, batches=None):
@@ -152,9 +154,15 @@ def pageable_within(batch: int, limit: float, variants=PAGEABLE_INFER):
 
 
 def stress_runs(environment) -> dict:
-    """The stress loads of the code measured: the earlier commit's load is there to compare."""
+    """The stress loads of the code measured; an earlier commit's (stress.py --at) is there to
+    compare with."""
     runs = environment.json_runs(STRESS_FILE)
-    return {name: run for name, run in runs.items() if name != EARLIER_STRESS}
+    return {name: run for name, run in runs.items() if "at" not in run}
+
+
+# What makes two stress loads the same load.
+LOAD_SETTINGS = ("processes", "threads", "requests_per_thread", "max_batch", "path", "memory",
+                 "contexts_per_profile")  # fmt: skip
 
 
 def images_per_s(run: dict) -> float:
@@ -170,16 +178,21 @@ def stress_against_earlier(environment, t):
         return None
     if now["environment"]["date"][:10] != then["environment"]["date"][:10]:
         return t["stress_apart"].format(file=EARLIER_STRESS), False
+    differ = [key for key in LOAD_SETTINGS if now["load"].get(key) != then["load"].get(key)]
+    if differ:
+        return t["stress_differ"].format(file=EARLIER_STRESS, settings=", ".join(differ)), False
     ratio = images_per_s(now) / images_per_s(then)
     text = f"{times(ratio)} ({count(images_per_s(now))} / {count(images_per_s(then))} images/s)"
-    met = ratio >= 1.5 and now["load"]["errors"] == then["load"]["errors"] == 0
+    errors = now["load"]["errors"] + then["load"]["errors"]
+    if errors:
+        return text + "; " + t["stress_errors"].format(errors=errors), False
     page_locked = runs.get("stress-page-locked.json")
-    if not met and page_locked is not None:
+    if ratio < 1.5 and page_locked is not None:
         rate = images_per_s(page_locked)
         text += "; " + t["stress_page_locked"].format(
             rate=count(rate), ratio=times(rate / images_per_s(now))
         )
-    return text, met
+    return text, ratio >= 1.5
 
 
 def stress_load(environment, t):

@@ -11,6 +11,7 @@ from dynamic_shapes.planner.candidates import given_candidate, plan_candidates
 from dynamic_shapes.planner.replay import Plan, Settings, plan_record
 from dynamic_shapes.planner.scoring import Measurement
 from dynamic_shapes.planner.workloads import make_histogram
+from dynamic_shapes.results import EARLIER_COMMIT, EARLIER_STRESS
 
 ENVIRONMENT = {
     "gpu": "NVIDIA H100 80GB HBM3",
@@ -77,6 +78,10 @@ def convenience(scale: float, prepared_graph_at_1: float) -> dict:
     return {
         "by_batch": by_batch,
         "notes": ["batch 4: CUDA graphs for prepared requests only (invented note)"],
+        "capturing_requests": {
+            "1": {**stats(30.0 * scale * 25), "samples": 20, "captured": 20},
+            "128": {**stats(70.0 * scale * 25), "samples": 20, "captured": 19},
+        },
         "trtrunner_profile": [
             {"function": "infer", "us_per_infer": 12.0, "calls_per_infer": 1.0},
         ],
@@ -178,9 +183,12 @@ def benchmark(prepared_graph_at_1=16.0) -> dict:
 def stress(
     processes=1, threads=8, memory="pageable", mps=False, images_per_s=220_000.0, commit=None
 ):
+    """stress.py's figures; with `commit`, an earlier commit's (stress.py --at)."""
     seconds = 27.0
     requests = int(images_per_s * seconds / 150)
+    earlier = {"at": commit} if commit else {}
     return {
+        **earlier,
         "environment": {**ENVIRONMENT, "commit": commit or ENVIRONMENT["commit"]},
         "load": {
             "processes": processes,
@@ -365,7 +373,7 @@ def full_folder() -> dict:
         "benchmark.json": benchmark(),
         "stress.json": stress(),
         "stress-page-locked.json": stress(memory="page-locked", images_per_s=400_000.0),
-        "stress-f6ff2c5.json": stress(images_per_s=200_000.0, commit="f6ff2c5"),
+        EARLIER_STRESS: stress(images_per_s=200_000.0, commit=EARLIER_COMMIT),
         "stress-mps-6x3-page-locked.json": stress(6, 3, "page-locked", True, 1_700_000.0),
         "triton.json": triton(
             [level(1, 1100.0, 870.0, 1270.0, 1.0), level(64, 8400.0, 7100.0, 12100.0, 37.8)]

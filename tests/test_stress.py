@@ -4,6 +4,7 @@ a process that fails stops the others and is reported."""
 import json
 import re
 import subprocess
+import tempfile
 
 import pytest
 
@@ -142,9 +143,9 @@ import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["STRESS_LOG"], "a") as log:
     log.write(" ".join(args) + "\\n")
-if "--fail" in args:
+if "--fail" in args or ("--threads" in args and os.environ.get("BUILD_FAILS")):
     sys.exit(3)
-if "--json" in args:
+if "--json" in args and "--quiet" not in args:
     with open(args[args.index("--json") + 1], "w") as f:
         json.dump({"load": {"args": args[: args.index("--json")]}, "lifecycle": {}}, f)
 sys.exit(1 if "--verdict-fails" in args else 0)
@@ -166,6 +167,7 @@ def test_an_earlier_commit_runs_its_own_stress_and_its_figures_name_that_commit(
     record = json.loads(out.read_text())
     assert record["load"]["args"] == ["--requests", "7"]
     assert record["environment"]["commit"] == commit
+    assert record["at"] == commit  # an earlier commit's run, which the pages only compare
     assert record["environment"]["python"]  # this machine's environment around it
     # A run that wrote its figures and failed its verdicts keeps them, with its exit code.
     assert run_earlier(commit, ["--verdict-fails"], out, project=tmp_path / "repo") == 1
@@ -181,9 +183,28 @@ def test_an_earlier_commit_that_writes_nothing_leaves_the_file_as_it_was(
     out.write_text("before")
     assert run_earlier(commit, ["--fail"], out, project=tmp_path / "repo") == 3
     assert out.read_text() == "before"
-    assert f"git show {commit}:requirements.txt" in capsys.readouterr().err
+    assert f"stress.py of commit {commit} wrote no figures" in capsys.readouterr().err
+    # Exit 0 without figures is no run either.
+    assert run_earlier(commit, ["--quiet"], out, project=tmp_path / "repo") == 1
+    assert out.read_text() == "before"
     with pytest.raises(ValueError, match="no commit 'nosuchcommit' in the git history"):
         run_earlier("nosuchcommit", [], out, project=tmp_path / "repo")
+    # Where its engine could not be built, the measured run is not started.
+    monkeypatch.setenv("BUILD_FAILS", "1")
+    (tmp_path / "log").unlink()
+    with pytest.raises(RuntimeError, match=f"git show {commit}:requirements.txt"):
+        run_earlier(commit, ["--requests", "7"], out, project=tmp_path / "repo")
+    assert len((tmp_path / "log").read_text().splitlines()) == 1
+    assert out.read_text() == "before"
+
+
+def test_an_earlier_commits_copy_is_removed_after_its_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("STRESS_LOG", str(tmp_path / "log"))
+    commit = git_repo(tmp_path / "repo", EARLIER_STRESS)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    assert run_earlier(commit, [], tmp_path / "out.json", project=tmp_path / "repo") == 0
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_at_passes_on_every_count_and_refuses_an_unknown_commit():
@@ -201,3 +222,6 @@ def test_at_passes_on_every_count_and_refuses_an_unknown_commit():
     result = run_script("stress.py", "--at", "nosuchcommit")
     assert result.returncode == 2
     assert "argument --at: no commit 'nosuchcommit'" in result.stderr
+    result = run_script("stress.py", "--at", "HEAD", "--engine", "other.engine")
+    assert result.returncode == 2
+    assert "--engine with --at: the earlier commit builds and serves its own" in result.stderr

@@ -56,19 +56,24 @@ def run_earlier(commit: str, arguments: list, json_path=None, project=PROJECT) -
         print(f"stress.py of commit {name}, from a copy in {folder}", flush=True)
         # The smallest run first builds the engine, so that the measured run loads it, as a
         # run in a checkout whose engine is built does: a process that has built an engine
-        # keeps the builder's host and GPU memory.
-        subprocess.run([sys.executable, "stress.py", *SMALLEST_RUN], cwd=folder)
+        # keeps the builder's host and GPU memory. Exit 1 is a check that failed, not the run.
+        built = subprocess.run([sys.executable, "stress.py", *SMALLEST_RUN], cwd=folder)
+        if built.returncode not in (0, 1):
+            raise RuntimeError(
+                f"stress.py of commit {name} could not build its engine (exit "
+                f"{built.returncode}; its output above says why, and that commit's requirements "
+                f"are in git show {name}:requirements.txt)"
+            )
         figures = Path(folder) / "figures.json"
         wanted = ["--json", str(figures)] if json_path else []
         code = subprocess.run([sys.executable, "stress.py", *arguments, *wanted], cwd=folder)
-        if json_path and figures.is_file():
+        if json_path and not figures.is_file():
+            print(f"stress.py of commit {name} wrote no figures", file=sys.stderr)
+            return code.returncode or 1
+        if json_path:
             record = json.loads(figures.read_text())
+            # Marked, so that the results pages compare it and do not judge it as this code's.
+            record["at"] = name
             record["environment"] = {**environment(), "commit": name}
             write_atomically(json_path, json.dumps(record, indent=2).encode())
-        elif json_path and code.returncode:
-            print(
-                f"stress.py of commit {name} failed before it wrote any figure; it needs that "
-                f"commit's requirements (git show {name}:requirements.txt)",
-                file=sys.stderr,
-            )
     return code.returncode
