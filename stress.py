@@ -18,6 +18,7 @@ exact and that no memory leaks:
                                  # of each size, 1,000 activations
     python3 stress.py --quick    # the same checks, smaller, in well under a minute
     python3 stress.py --processes 4 --threads 4    # the load from 4 processes of 4 threads
+    python3 stress.py --at f6ff2c5  # the same, by that earlier commit's own stress.py
 
 Exits with 1 if any output differs or any request fails, if the GPU memory in use changes by
 1 MiB or more, or if the resident host memory of a process grows by more than 16 MiB after the
@@ -129,7 +130,6 @@ def parse_args(argv=None):
 
         if args.engine != ENGINE_PATH:
             parser.error("--engine with --at: the earlier commit builds and serves its own engine")
-
         try:
             args.at = short_commit(args.at)
         except ValueError as error:
