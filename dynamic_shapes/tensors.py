@@ -1,7 +1,7 @@
 """A tensor's name, dtype and per-item shape, and random batches for it."""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -13,11 +13,11 @@ class TensorSpec:
     name: str
     dtype: np.dtype
     item_shape: tuple
+    # Bytes per item of a batch, worked out once: serving a request asks for it several times.
+    item_nbytes: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def item_nbytes(self) -> int:
-        """Bytes per item of a batch."""
-        return math.prod(self.item_shape) * self.dtype.itemsize  # math.prod: cheap per request
+    def __post_init__(self):
+        object.__setattr__(self, "item_nbytes", math.prod(self.item_shape) * self.dtype.itemsize)
 
     def describe(self) -> str:
         """'X float32 [batch, 3, 28, 28]'"""
