@@ -461,7 +461,7 @@ TEXT = {
         "runs_of": "{count} 次运行，{errors} 个错误",
         "targets_note": "与下限之比为全部轮次中位数之比；括号内（若记录了各轮）为各轮之比的最低"
         "与最高值。",
-        "infer_worst": "差距最大的是{model}、批大小 {batch}：",
+        "infer_worst": "差距最大的是 {model}、批大小 {batch}：",
         "pageable_worst": "{variant}：",
         "infer_work": "预备请求（同样的拷贝与推理，但没有 infer() 每个请求的工作）为 "
         "{prepared}{beside}",
