@@ -91,6 +91,13 @@ def distribution_version(name: str) -> str | None:
         return None
 
 
+def git(folder, *args) -> str:
+    """What `git args` prints in `folder`; CalledProcessError where it fails."""
+    return subprocess.run(
+        ["git", *args], cwd=folder, capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+
+
 def git_commit(folder=PROJECT) -> str | None:
     """The commit checked out in `folder`, with '+changes' when tracked files differ from it;
     None outside git. The results under `results/`, and the pages rendered from them, are data,
@@ -98,15 +105,10 @@ def git_commit(folder=PROJECT) -> str | None:
     measures the same code."""
     from dynamic_shapes.results import PAGES
 
-    def git(*args) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=folder, capture_output=True, text=True, check=True, timeout=30
-        ).stdout.strip()
-
     try:
-        commit = git("rev-parse", "--short", "HEAD")
+        commit = git(folder, "rev-parse", "--short", "HEAD")
         data = [":!results", *(f":!{page.as_posix()}" for page in PAGES.values())]
-        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", *data)
+        changed = git(folder, "status", "--porcelain", "--untracked-files=no", "--", ".", *data)
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+changes" if changed else "")

@@ -10,18 +10,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dynamic_shapes.environment import PROJECT, environment
+from dynamic_shapes.environment import PROJECT, environment, git
 from dynamic_shapes.files import write_atomically
 
 # The counts of a run that does little more than build the engine.
 SMALLEST_RUN = ("--threads", "1", "--requests", "1", "--warmup", "0", "--dispatchers", "1",
                 "--prepared", "1", "--activations", "1")  # fmt: skip
-
-
-def git(project, *args) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=project, capture_output=True, text=True, check=True, timeout=60
-    ).stdout.strip()
 
 
 def short_commit(commit: str, project=PROJECT) -> str:
