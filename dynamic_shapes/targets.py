@@ -140,7 +140,7 @@ def pageable_within(batch: int, limit: float, variants=PAGEABLE_INFER):
         ratios = {v: ratio_to_floor(stats, v) for v in variants if v in stats}
         if not ratios:
             return None
-        text = ", ".join(f"{short(v)} {with_spread(stats, v)}" for v, r in ratios.items())
+        text = ", ".join(f"{short(v)} {with_spread(stats, v)}" for v in ratios)
         best = min(ratios, key=ratios.get)
         met = ratios[best] <= limit
         if not met and best.endswith(GRAPH):
@@ -197,7 +197,7 @@ def stress_against_earlier(environment, t):
 
 def stress_load(environment, t):
     loads = {
-        name: run["load"]["images_served"] / run["load"]["seconds"]
+        name: images_per_s(run)
         for name, run in stress_runs(environment).items()
         if run["load"]["errors"] == 0
     }
