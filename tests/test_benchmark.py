@@ -25,6 +25,7 @@ from dynamic_shapes.measure.report import latency_panels, report
 from dynamic_shapes.measure.sections import CONVENIENCE_BATCHES, SECTIONS
 from dynamic_shapes.measure.timing import summarize
 from dynamic_shapes.onnx_inputs import read_model_input
+from dynamic_shapes.serving.shape_graphs import DEFAULT_AFTER
 from scenario import CONVNET_PATH, MODEL_PATH
 from tests.support import run_script
 
@@ -361,20 +362,27 @@ def test_every_chart_format_is_one_matplotlib_writes():
 
 
 class CapturingDispatcher:
-    """A dispatcher's share of capturing_requests: each request after free_graphs() captures,
-    except where a capture fails (served as before)."""
+    """A dispatcher's share of capturing_requests, as ShapeGraphs does it: free_graphs()
+    forgets how often the shape was sent, so its first DEFAULT_AFTER requests after it are
+    served as before and the next captures, except where a capture fails (served as before,
+    `failing` counts those captures from 1)."""
 
     def __init__(self, failing=()):
         self.output_names = ["Y"]
         self.captures, self.freed, self.requests, self.failing = 0, 0, 0, set(failing)
+        self.sent, self.tries = 0, 0
 
     def free_graphs(self):
         self.freed += 1
+        self.sent = 0
 
     def infer(self, request):
         self.requests += 1
-        if self.requests not in self.failing:
-            self.captures += 1
+        self.sent += 1
+        if self.sent == DEFAULT_AFTER + 1:
+            self.tries += 1
+            if self.tries not in self.failing:
+                self.captures += 1
         return request.copy()
 
     def graph_stats(self):
@@ -387,7 +395,11 @@ def test_each_capturing_request_is_timed_after_the_graphs_are_freed_and_checked(
     dispatcher = CapturingDispatcher(failing={3})
     dispatcher.captures = 7  # captured before: not counted
     stats = capturing_requests(dispatcher, np.zeros((2, 3)), reference, batch=2)
-    assert dispatcher.freed == dispatcher.requests == stats["samples"] == CAPTURES
+    assert dispatcher.freed == dispatcher.tries == stats["samples"] == CAPTURES
+    assert dispatcher.requests == CAPTURES * (DEFAULT_AFTER + 1)
     assert stats["captured"] == CAPTURES - 1  # the one whose capture failed is said
     assert stats["median_us"] > 0 and stats["p99_us"] >= stats["median_us"]
-    assert checked == [f"capturing request, batch 2, {n}" for n in range(1, CAPTURES + 1)]
+    assert [what for what in checked if what.startswith("capturing")] == [
+        f"capturing request, batch 2, {n}" for n in range(1, CAPTURES + 1)
+    ]
+    assert len(checked) == dispatcher.requests  # those served before each capture too

@@ -272,6 +272,17 @@ def test_gpu_arrays_are_served_as_before_without_counting():
     assert graphs.stats() == GraphStats(0, 0, 0, 0, 0, 0, 0)
 
 
+def test_clear_frees_every_shape_and_forgets_how_often_it_was_sent():
+    # benchmark.py's capturing requests rely on this: after clear(), a shape is served as
+    # before `after` times again, and the request after those captures.
+    graphs = cache(after=2)
+    assert [request(graphs, 2)[0] for _ in range(4)] == [False, False, True, True]
+    graphs.clear()
+    assert Prepared.made[0].closed and graphs.stats().shapes == graphs.stats().bytes == 0
+    assert [request(graphs, 2)[0] for _ in range(4)] == [False, False, True, True]
+    assert len(Prepared.made) == 2 and graphs.stats().captures == 2
+
+
 def test_close_frees_every_shape_and_captures_none_after():
     graphs = cache()
     for batch in (1, 1, 2, 2):

@@ -132,12 +132,17 @@ def dispatcher_variants(dispatchers, requests) -> dict:
 
 
 def capturing_requests(dispatcher, request, reference, batch) -> dict:
-    """What the request that captures its shape's graphs costs: infer() of a shape sent
-    before, timed right after free_graphs() (which keeps the count of requests a shape was
-    sent), CAPTURES times, each output checked."""
+    """What the request that captures its shape's graphs costs, CAPTURES times, every output
+    checked: free_graphs() frees the shape's graphs and the cache forgets how often it was
+    sent, so its next DEFAULT_AFTER requests (graphs_after) are served as before, untimed, and
+    the one after them, timed, captures."""
     samples, before = [], dispatcher.graph_stats().captures
     for number in range(CAPTURES):
         dispatcher.free_graphs()
+        for before_capture in range(DEFAULT_AFTER):
+            outputs = dispatcher.infer(request)
+            what = f"request before a capture, batch {batch}, {number + 1}.{before_capture + 1}"
+            reference.check(what, request, by_output(dispatcher, outputs))
         start = time.perf_counter_ns()
         outputs = dispatcher.infer(request)
         samples.append(time.perf_counter_ns() - start)

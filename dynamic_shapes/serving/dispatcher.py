@@ -435,7 +435,7 @@ class Dispatcher:
 
     def free_graphs(self) -> None:
         """Frees the graphs of the shapes sent again, and what they hold (graph_stats says how
-        much); shapes sent again from now on are captured again."""
+        much); a shape is captured again once sent `graphs_after` more times."""
         if self._graphs is not None:
             self._graphs.clear()
 
