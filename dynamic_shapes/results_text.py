@@ -60,7 +60,8 @@ TEXT = {
         "A dash: not measured for that batch (the notes say why).",
         "through_infer": "Through `infer` and `TrtRunner.infer`",
         "capturing": "The request that captures its shape's graphs (`pageable, CUDA graph`, "
-        "whose graphs were freed before it), against the replays: {batches}.",
+        "after free_graphs() and the request served as before that graphs_after=1 then asks "
+        "for), against the replays: {batches}.",
         "capturing_batch": "batch {batch}, median {median} us, p99 {p99} us, {ratio} the "
         "replay's median ({captured} of {count} captured)",
         "prepared_and_floors": "Prepared requests and the bare loops",
@@ -299,8 +300,8 @@ TEXT = {
         "convenience_note": "每个请求的中位数微秒数；括号内为相对同类内存下限的比值："
         f"主机数组对 `{FLOOR}`，GPU 数组对 `{GPU_FLOOR}`。短横线：该批大小未测量（原因见注）。",
         "through_infer": "经由 `infer` 和 `TrtRunner.infer`",
-        "capturing": "为其形状捕获图的请求（`pageable, CUDA graph`，其图在此之前已释放），与重放"
-        "相比：{batches}。",
+        "capturing": "为其形状捕获图的请求（`pageable, CUDA graph`，在 free_graphs() 及 "
+        "graphs_after=1 随后要求的一次照旧服务的请求之后），与重放相比：{batches}。",
         "capturing_batch": "批大小 {batch}，中位数 {median} us，p99 {p99} us，为重放中位数的 "
         "{ratio}（{count} 次中 {captured} 次捕获）",
         "prepared_and_floors": "预备请求（prepared request）与裸循环",
