@@ -435,7 +435,7 @@ class Dispatcher:
 
     def free_graphs(self) -> None:
         """Frees the graphs of the shapes sent again, and what they hold (graph_stats says how
-        much); a shape is captured again once sent `graphs_after` more times."""
+        much); a shape is then served as before `graphs_after` times, and captured again."""
         if self._graphs is not None:
             self._graphs.clear()
 

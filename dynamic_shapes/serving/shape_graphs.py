@@ -331,8 +331,8 @@ class ShapeGraphs:
                               len(self._entries), self._bytes)  # fmt: skip
 
     def clear(self) -> None:
-        """Frees every shape's graphs, each once the run in progress on it is done; a shape is
-        captured again once sent `after` more times."""
+        """Frees every shape's graphs, each once the run in progress on it is done; a shape is then
+        served as before `after` times, and captured again."""
         with self._lock:
             entries = list(self._entries.values())
             self._entries.clear()
