@@ -497,3 +497,8 @@ def read_run(path: Path):
 def by_batch(section: dict) -> list:
     """(batch, figures) in batch order: JSON turns the batch keys into strings."""
     return sorted(((int(batch), figures) for batch, figures in section.items()))
+
+
+def images_per_s(run: dict) -> float:
+    """A stress run's images served per second of its load."""
+    return run["load"]["images_served"] / run["load"]["seconds"]

@@ -20,6 +20,7 @@ from dynamic_shapes.results import (
     TRITON_FILE,
     Environment,
     by_batch,
+    images_per_s,
     read_results,
     run_order,
 )
@@ -239,7 +240,7 @@ def stress_section(runs: dict, t: dict) -> list:
         rows.append([
             f"`{name}`", f"{load['processes']} x {load['threads']}", load["memory"],
             t["yes"] if load["mps"] else t["no"],
-            count(load["requests_served"] / seconds), count(load["images_served"] / seconds),
+            count(load["requests_served"] / seconds), count(images_per_s(run)),
             count(load["infer_us_per_request"]), count(load["check_us_per_request"]),
             f"{load['cpu_cores_busy']:.1f} / {load['cpu_cores']}", load["errors"],
             change(load["device_mib_after"] - load["device_mib_before"]),
