@@ -3,12 +3,12 @@ a process that fails stops the others and is reported."""
 
 import json
 import re
-import subprocess
 import tempfile
 
 import pytest
 
 import stress
+from dynamic_shapes.environment import git
 from dynamic_shapes.stress.earlier import SMALLEST_RUN, run_earlier
 from dynamic_shapes.stress.processes import (
     ANOTHER_PROCESS_FAILED,
@@ -125,16 +125,10 @@ def git_repo(folder, stress_text):
     folder.mkdir()
     (folder / "stress.py").write_text(stress_text)
 
-    def git(*args):
-        return subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-            cwd=folder, capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-
-    git("init", "-q")
-    git("add", "stress.py")
-    git("commit", "-q", "-m", "earlier")
-    return git("rev-parse", "--short", "HEAD")
+    git(folder, "init", "-q")
+    git(folder, "add", "stress.py")
+    git(folder, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "earlier")
+    return git(folder, "rev-parse", "--short", "HEAD")
 
 
 # An earlier stress.py that writes its arguments as its figures, and fails where told to.
