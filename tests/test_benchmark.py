@@ -119,6 +119,7 @@ def test_summarize_gives_median_and_percentiles_in_microseconds():
     # Rounds of as many samples each, in order: each round's median, the drift between them.
     rounds = summarize([1000 * i for i in range(1, 101)], rounds=4)
     assert rounds["round_medians_us"] == pytest.approx([13.0, 38.0, 63.0, 88.0])
+    assert rounds["median_us"] == stats["median_us"]
 
 
 ACCEPTED = "low latency 1, dynamic batching 1..32, offline 128"

@@ -171,6 +171,7 @@ def test_infer_is_judged_against_its_floors_at_the_batches_asked_for(tmp_path):
     assert row(english, INFER_PAGE_LOCKED)[1].startswith(
         "identity: 1.30x, 1.60x (1.20x-1.80x), 1.30x, 1.30x (batch 1, 4, 32, 128)"
     )
+    assert "the lowest and the highest round's" in english
     for model in benchmark["models"].values():
         for batch_stats in model["convenience"]["by_batch"].values():
             floor = batch_stats["bare loop, page-locked"]["median_us"]
