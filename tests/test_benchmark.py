@@ -364,12 +364,13 @@ def test_every_chart_format_is_one_matplotlib_writes():
 
 class CapturingDispatcher:
     """A dispatcher's share of capturing_requests, as ShapeGraphs does it: free_graphs()
-    forgets how often the shape was sent, so its first DEFAULT_AFTER requests after it are
+    forgets how often the shape was sent, so its first `graphs_after` requests after it are
     served as before and the next captures, except where a capture fails (served as before,
     `failing` counts those captures from 1)."""
 
-    def __init__(self, failing=()):
+    def __init__(self, failing=(), graphs_after=DEFAULT_AFTER):
         self.output_names = ["Y"]
+        self.graphs_after = graphs_after
         self.captures, self.freed, self.requests, self.failing = 0, 0, 0, set(failing)
         self.sent, self.tries = 0, 0
 
@@ -380,7 +381,7 @@ class CapturingDispatcher:
     def infer(self, request):
         self.requests += 1
         self.sent += 1
-        if self.sent == DEFAULT_AFTER + 1:
+        if self.sent == self.graphs_after + 1:
             self.tries += 1
             if self.tries not in self.failing:
                 self.captures += 1
@@ -404,3 +405,12 @@ def test_each_capturing_request_is_timed_after_the_graphs_are_freed_and_checked(
         f"capturing request, batch 2, {n}" for n in range(1, CAPTURES + 1)
     ]
     assert len(checked) == dispatcher.requests  # those served before each capture too
+    assert stats["graphs_after"] == DEFAULT_AFTER
+
+
+def test_capturing_requests_follow_the_dispatchers_graphs_after_and_say_it():
+    reference = SimpleNamespace(check=lambda what, inputs, outputs: None)
+    dispatcher = CapturingDispatcher(graphs_after=3)
+    stats = capturing_requests(dispatcher, np.zeros((2, 3)), reference, batch=2)
+    assert dispatcher.requests == CAPTURES * 4  # three served as before, then the capture
+    assert stats["captured"] == CAPTURES and stats["graphs_after"] == 3

@@ -426,10 +426,12 @@ def test_graphs_of_shapes_sent_again_are_off_by_default_and_where_there_are_no_g
                 images = random_images(4, seed=4)
                 check_identity(images, dispatcher.infer(images))
             assert dispatcher.graph_stats() is None, options
+            assert dispatcher.graphs_after is None, options
     with pytest.raises(ValueError, match="graphs_after must be an integer of 1 or more"):
         Dispatcher(engine, graphs_after=0)
-    with Dispatcher(engine, graphs_after=1) as dispatcher:  # the refusal left the engine free
+    with Dispatcher(engine, graphs_after=2) as dispatcher:  # the refusal left the engine free
         assert dispatcher.graph_stats().hits == 0
+        assert dispatcher.graphs_after == 2
 
 
 def test_the_graphs_kept_stay_within_their_limits_and_serve_exactly(engine):

@@ -134,12 +134,13 @@ def dispatcher_variants(dispatchers, requests) -> dict:
 def capturing_requests(dispatcher, request, reference, batch) -> dict:
     """What the request that captures its shape's graphs costs, CAPTURES times, every output
     checked: free_graphs() frees the shape's graphs and the cache forgets how often it was
-    sent, so its next DEFAULT_AFTER requests (graphs_after) are served as before, untimed, and
-    the one after them, timed, captures."""
+    sent, so its next `dispatcher.graphs_after` requests are served as before, untimed, and the
+    one after them, timed, captures. The figures keep that count beside them."""
     samples, before = [], dispatcher.graph_stats().captures
+    after = dispatcher.graphs_after
     for number in range(CAPTURES):
         dispatcher.free_graphs()
-        for before_capture in range(DEFAULT_AFTER):
+        for before_capture in range(after):
             outputs = dispatcher.infer(request)
             what = f"request before a capture, batch {batch}, {number + 1}.{before_capture + 1}"
             reference.check(what, request, by_output(dispatcher, outputs))
@@ -149,7 +150,8 @@ def capturing_requests(dispatcher, request, reference, batch) -> dict:
         what = f"capturing request, batch {batch}, {number + 1}"
         reference.check(what, request, by_output(dispatcher, outputs))
     # Each should have captured; one whose capture failed was served as before.
-    return {**summarize(samples), "captured": dispatcher.graph_stats().captures - before}
+    captured = dispatcher.graph_stats().captures - before
+    return {**summarize(samples), "captured": captured, "graphs_after": after}
 
 
 def check_dispatchers(reference, dispatchers, requests, batch) -> None:

@@ -439,6 +439,13 @@ class Dispatcher:
         if self._graphs is not None:
             self._graphs.clear()
 
+    @property
+    def graphs_after(self):
+        """How many requests of a shape are served as before its graphs are captured, as passed
+        to the constructor; None where the shapes sent again replay no graphs of their own: the
+        runner path, cuda_graphs=False or graphs_after=None."""
+        return None if self._graphs is None else self._graphs.after
+
     def graph_stats(self):
         """What the graphs of the shapes seen again did so far (shape_graphs.GraphStats), or
         None where there are none: the runner path, cuda_graphs=False or graphs_after=None."""
