@@ -191,16 +191,21 @@ def convenience_section(name: str, model: dict, t: dict) -> list:
 
 
 def capturing_requests(convenience: dict, batches: dict, t: dict) -> list:
-    """A line on the requests that capture their shape's graphs, against the replays."""
-    parts = []
+    """A line on the requests that capture their shape's graphs, against the replays, with the
+    graphs_after the benchmark's dispatcher was measured with."""
+    parts, after = [], set()
     for batch, stats in by_batch(convenience.get("capturing_requests", {})):
+        after.add(stats["graphs_after"])
         replay = batches.get(batch, {}).get(SHAPE_GRAPHS)
         parts.append(t["capturing_batch"].format(
             batch=batch, median=us(stats["median_us"]), p99=us(stats["p99_us"]),
             captured=stats["captured"], count=stats["samples"],
             ratio="-" if replay is None else times(stats["median_us"] / replay["median_us"]),
         ))  # fmt: skip
-    return [t["capturing"].format(batches="; ".join(parts)), ""] if parts else []
+    if not parts:
+        return []
+    line = t["capturing"].format(after=", ".join(map(str, sorted(after))), batches="; ".join(parts))
+    return [line, ""]
 
 
 def contexts_section(models: dict, t: dict) -> list:

@@ -2,7 +2,6 @@
 names stay as the scripts print them."""
 
 from dynamic_shapes.results import FLOOR, GPU_FLOOR
-from dynamic_shapes.serving.shape_graphs import DEFAULT_AFTER
 
 TEXT = {
     "en": {
@@ -61,8 +60,8 @@ TEXT = {
         "A dash: not measured for that batch (the notes say why).",
         "through_infer": "Through `infer` and `TrtRunner.infer`",
         "capturing": "The request that captures its shape's graphs (`pageable, CUDA graph`, "
-        "after free_graphs() and the request served as before that "
-        f"graphs_after={DEFAULT_AFTER} then asks for), against the replays: {{batches}}.",
+        "after free_graphs() and the requests served as before that graphs_after={after} asks "
+        "for), against the replays: {batches}.",
         "capturing_batch": "batch {batch}, median {median} us, p99 {p99} us, {ratio} the "
         "replay's median ({captured} of {count} captured)",
         "prepared_and_floors": "Prepared requests and the bare loops",
@@ -302,8 +301,7 @@ TEXT = {
         f"主机数组对 `{FLOOR}`，GPU 数组对 `{GPU_FLOOR}`。短横线：该批大小未测量（原因见注）。",
         "through_infer": "经由 `infer` 和 `TrtRunner.infer`",
         "capturing": "为其形状捕获图的请求（`pageable, CUDA graph`，在 free_graphs() 及 "
-        f"graphs_after={DEFAULT_AFTER} 随后要求的一次照旧服务的请求之后），与重放相比："
-        "{batches}。",
+        "graphs_after={after} 随后要求的照旧服务的请求之后），与重放相比：{batches}。",
         "capturing_batch": "批大小 {batch}，中位数 {median} us，p99 {p99} us，为重放中位数的 "
         "{ratio}（{count} 次中 {captured} 次捕获）",
         "prepared_and_floors": "预备请求（prepared request）与裸循环",

@@ -79,8 +79,8 @@ def convenience(scale: float, prepared_graph_at_1: float) -> dict:
         "by_batch": by_batch,
         "notes": ["batch 4: CUDA graphs for prepared requests only (invented note)"],
         "capturing_requests": {
-            "1": {**stats(30.0 * scale * 25), "samples": 20, "captured": 20},
-            "128": {**stats(70.0 * scale * 25), "samples": 20, "captured": 19},
+            "1": {**stats(30.0 * scale * 25), "samples": 20, "captured": 20, "graphs_after": 2},
+            "128": {**stats(70.0 * scale * 25), "samples": 20, "captured": 19, "graphs_after": 2},
         },
         "trtrunner_profile": [
             {"function": "infer", "us_per_infer": 12.0, "calls_per_infer": 1.0},

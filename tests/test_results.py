@@ -83,10 +83,11 @@ def test_the_serving_paths_are_pivoted_to_batch_rows_with_ratios_to_the_floor(tm
     cells = dict(zip(header, row(prepared, "4"), strict=True))
     assert cells["bare graph replay, page-locked"] == "-"
     # The requests that capture their shape's graphs, against the replays of the same shape
-    # (1.4x the floor: 36.89 us at batch 1, 99.12 us at batch 128).
+    # (1.4x the floor: 36.89 us at batch 1, 99.12 us at batch 128), with the graphs_after the
+    # data says they were measured with, not the default's.
     assert (
         "The request that captures its shape's graphs (`pageable, CUDA graph`, after "
-        "free_graphs() and the request served as before that graphs_after=1 then asks for), "
+        "free_graphs() and the requests served as before that graphs_after=2 asks for), "
         "against the replays: batch 1, median 750.0 us, p99 1125.0 us, "
         "20.33x the replay's median (20 of 20 captured); batch 128, median 1750.0 us, p99 "
         "2625.0 us, 17.66x the replay's median (19 of 20 captured)."
